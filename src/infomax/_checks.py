@@ -1,0 +1,59 @@
+"""Input validation shared by every entry point: one clear ``ValueError`` per problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def as_2d_tensor(data: Any, name: str, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``data`` (array-like or tensor, ``[n]`` or ``[n, d]``) as a finite ``[n, d]`` tensor.
+
+    Raises ``ValueError`` naming ``name`` for non-numeric data, more than 2 dimensions, an empty
+    array, or NaN/Inf values (with the count and the first offending row).
+    """
+    try:
+        if isinstance(data, Tensor):
+            t = data.detach().to(dtype)
+        else:
+            t = torch.as_tensor(np.asarray(data, dtype=np.float64), dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric array-like: {err}") from None
+    if t.ndim == 1:
+        t = t.unsqueeze(1)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape [n, d] (or [n]), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    check_finite(t, name)
+    return t
+
+
+def check_finite(t: Tensor, name: str) -> None:
+    """``ValueError`` if ``t`` holds NaN or Inf, naming the count and the first bad row."""
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        rows = bad.reshape(t.shape[0], -1).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN/Inf value(s) (first in row {int(rows[0])}); "
+            "drop or impute them first"
+        )
+
+
+def check_paired(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
+    """``ValueError`` unless ``x`` and ``y`` have the same number of rows."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same number of samples, "
+            f"got {x.shape[0]} and {y.shape[0]}"
+        )
+
+
+def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
+    """``ValueError`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

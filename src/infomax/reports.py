@@ -1,0 +1,158 @@
+"""Run records: atomic file writes, version stamps, ``results.json``, CSV curves, rich tables.
+
+Every entry point writes its outputs through these helpers so that a crash never leaves a
+half-written file and every ``results.json`` carries the config, seed and library versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomic UTF-8 text write (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file, then an atomic rename."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, numpy/torch scalars and arrays, paths and non-finite floats to JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the platform and the libraries a run depends on."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("infomax", "torch", "numpy", "scipy", "sklearn", "kornia"):
+        try:
+            module = __import__(name)
+            out[name] = str(getattr(module, "__version__", "unknown"))
+        except Exception:  # pragma: no cover - optional package missing
+            continue
+    return out
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Atomically write ``payload`` (converted with :func:`to_jsonable`) as indented JSON."""
+    return atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2) + "\n")
+
+
+def write_results(
+    out_dir: str | os.PathLike[str],
+    *,
+    config: Any,
+    results: Any,
+    seed: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/results.json`` with config, seed, versions and results."""
+    payload: dict[str, Any] = {
+        "config": config,
+        "seed": seed,
+        "versions": versions(),
+        "results": results,
+    }
+    if extra:
+        payload.update(extra)
+    return write_json(Path(out_dir) / "results.json", payload)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Atomically write ``rows`` (dicts sharing keys) as CSV with pandas."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows))
+    return atomic_write_text(path, frame.to_csv(index=False))
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a matplotlib figure atomically as PNG and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], console: Any = None
+) -> None:
+    """Print a rich table (numbers formatted to 3 decimals)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    (console or Console()).print(table)
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub Markdown table (numbers formatted to 3 decimals)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
