@@ -1,0 +1,240 @@
+"""MI benchmark: every bound on ground-truth tasks, several seeds, one budget; bias/std tables.
+
+One CSV row per (task, bound, seed) as in bmi's runner; :func:`summarize` gives bias, std and
+relative error per (task, bound); :func:`plot_staircase` draws estimate vs true MI with std
+bands, the truth line and the InfoNCE cap ``log K``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .estimate import EstimateConfig, estimate_mi
+from .registry import BOUNDS
+from .reports import markdown_table, print_table, save_figure, write_csv, write_results
+
+
+def run_mi_benchmark(
+    tasks: Sequence[Any],
+    bounds: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    n_samples: int = 20000,
+    config: EstimateConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run :func:`estimate_mi` for every (task, bound, seed); write results if ``out_dir``.
+
+    Each task is sampled with ``task.sample(n_samples, seed)``; every bound gets the same
+    :class:`EstimateConfig` (same steps, batch size, critic and learning rate).
+    Returns ``{"rows": [...], "summary": [...]}``.
+    """
+    if not tasks:
+        raise ValueError("no tasks given")
+    if not seeds:
+        raise ValueError("no seeds given")
+    for name in bounds:
+        BOUNDS.get(name)
+    cfg = config or EstimateConfig()
+    rows: list[dict[str, Any]] = []
+    total = len(tasks) * len(bounds) * len(seeds)
+    bar, job = _progress(progress, total)
+    start = time.perf_counter()
+    try:
+        for task in tasks:
+            for seed in seeds:
+                x, y = task.sample(n_samples, seed=seed)
+                for bound in bounds:
+                    if bar is not None:
+                        bar.update(job, description=f"{task.id} {bound} seed {seed}")
+                    row = _one_run(task, bound, seed, x, y, cfg)
+                    rows.append(row)
+                    if bar is not None:
+                        bar.advance(job)
+    finally:
+        if bar is not None:
+            bar.stop()
+    summary = summarize(rows)
+    result = {"rows": rows, "summary": summary, "seconds": time.perf_counter() - start}
+    if out_dir is not None:
+        out = Path(out_dir)
+        write_csv(out / "results.csv", rows)
+        write_csv(out / "summary.csv", summary)
+        write_results(
+            out,
+            config={
+                "estimate": cfg,
+                "tasks": [{"id": t.id, "mi": t.mutual_information} for t in tasks],
+                "bounds": list(bounds),
+                "seeds": list(seeds),
+                "n_samples": n_samples,
+            },
+            results=result,
+            seed=list(seeds)[0],
+        )
+        plot_staircase(summary, out / "staircase.png", batch_size=cfg.batch_size)
+        (out / "summary.md").write_text(summary_markdown(summary))
+    return result
+
+
+def _one_run(
+    task: Any, bound: str, seed: int, x: np.ndarray, y: np.ndarray, cfg: EstimateConfig
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "task": task.id,
+        "true_mi": float(task.mutual_information),
+        "bound": bound,
+        "seed": seed,
+    }
+    try:
+        est = estimate_mi(
+            x,
+            y,
+            bound=bound,
+            critic=cfg.critic,
+            batch_size=cfg.batch_size,
+            steps=cfg.steps,
+            config=cfg,
+            seed=seed,
+            progress=False,
+        )
+        row.update(
+            estimate=est.mi,
+            stderr=est.stderr,
+            ci_low=est.ci[0],
+            ci_high=est.ci[1],
+            steps=est.steps,
+            best_step=est.best_step,
+            seconds=est.seconds,
+            error="",
+        )
+    except ValueError as err:  # a diverging bound is a result, not a crash of the benchmark
+        row.update(
+            estimate=math.nan,
+            stderr=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            steps=0,
+            best_step=0,
+            seconds=math.nan,
+            error=str(err),
+        )
+    return row
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (task, bound): mean estimate over seeds, bias, std, relative error, failures."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows))
+    out = []
+    for (task, bound), group in frame.groupby(["task", "bound"], sort=False):
+        true = float(group["true_mi"].iloc[0])
+        est = group["estimate"].astype(float)
+        ok = est[np.isfinite(est)]
+        mean = float(ok.mean()) if len(ok) else math.nan
+        out.append(
+            {
+                "task": task,
+                "true_mi": true,
+                "bound": bound,
+                "mean": mean,
+                "bias": mean - true,
+                "std": float(ok.std(ddof=1)) if len(ok) > 1 else math.nan,
+                "rel_error": (mean - true) / true if true else math.nan,
+                "seeds": int(len(ok)),
+                "failed": int(len(est) - len(ok)),
+                "seconds": float(group["seconds"].astype(float).mean()),
+            }
+        )
+    return out
+
+
+def summary_markdown(summary: Sequence[dict[str, Any]]) -> str:
+    """The bias / std table as Markdown."""
+    cols = ["task", "true MI", "bound", "mean", "bias", "std", "rel. error", "failed"]
+    rows = [
+        (
+            s["task"],
+            s["true_mi"],
+            s["bound"],
+            s["mean"],
+            s["bias"],
+            s["std"],
+            f"{100 * s['rel_error']:+.1f}%",
+            s["failed"],
+        )
+        for s in summary
+    ]
+    return markdown_table(cols, rows)
+
+
+def print_summary(summary: Sequence[dict[str, Any]], title: str = "MI benchmark") -> None:
+    """Print the bias / std table with rich."""
+    print_table(
+        title,
+        ["task", "true MI", "bound", "mean", "bias", "std", "rel. err", "failed"],
+        [
+            (
+                s["task"],
+                s["true_mi"],
+                s["bound"],
+                s["mean"],
+                s["bias"],
+                s["std"],
+                f"{100 * s['rel_error']:+.1f}%",
+                s["failed"],
+            )
+            for s in summary
+        ],
+    )
+
+
+def plot_staircase(
+    summary: Sequence[dict[str, Any]], path: str | Path, batch_size: int | None = None
+) -> Path:
+    """Estimate vs true MI, one line per bound with a ±1 std band, truth and ``log K`` lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    bounds = list(dict.fromkeys(s["bound"] for s in summary))
+    truths = sorted({s["true_mi"] for s in summary})
+    for bound in bounds:
+        pts = sorted((s["true_mi"], s["mean"], s["std"]) for s in summary if s["bound"] == bound)
+        t = np.array([p[0] for p in pts])
+        m = np.array([p[1] for p in pts])
+        sd = np.nan_to_num(np.array([p[2] for p in pts]))
+        (line,) = ax.plot(t, m, marker="o", label=bound)
+        ax.fill_between(t, m - sd, m + sd, color=line.get_color(), alpha=0.2)
+    ax.plot(truths, truths, "k--", label="true MI")
+    if batch_size:
+        ax.axhline(math.log(batch_size), color="grey", ls=":", label=f"log K = {math.log(batch_size):.2f}")
+    ax.set_xlabel("true MI (nats)")
+    ax.set_ylabel("held-out estimate (nats)")
+    ax.set_title("MI estimates vs truth (mean ± std over seeds)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def _progress(progress: bool, total: int) -> tuple[Any, Any]:
+    if not progress:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
+    job = bar.add_task("MI benchmark", total=total)
+    bar.start()
+    return bar, job
