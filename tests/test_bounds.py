@@ -26,7 +26,9 @@ def _scores(k: int = K, seed: int = 0, scale: float = 2.0) -> torch.Tensor:
 
 def ref_infonce(s: list[list[float]]) -> float:
     k = len(s)
-    return sum(s[i][i] - math.log(sum(math.exp(s[i][j]) for j in range(k))) for i in range(k)) / k + math.log(k)
+    return sum(
+        s[i][i] - math.log(sum(math.exp(s[i][j]) for j in range(k))) for i in range(k)
+    ) / k + math.log(k)
 
 
 def ref_offdiag_mean_exp(s: list[list[float]], shift: list[float] | None = None) -> float:
@@ -182,7 +184,9 @@ def test_mine_loss_ema_update() -> None:
     seed=st.integers(min_value=0, max_value=10_000),
 )
 def test_infonce_never_exceeds_log_k(k: int, scale: float, seed: int) -> None:
-    s = scale * torch.randn(k, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    s = scale * torch.randn(
+        k, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     # put a huge positive on the diagonal too: the cap must still hold
     s = s + torch.eye(k, dtype=torch.float64) * scale * 10
     assert float(bounds.infonce(s)) <= math.log(k) + 1e-12
@@ -194,10 +198,13 @@ def test_flo_at_optimal_u_equals_infonce_without_positive() -> None:
     u_star = bounds.flo_optimal_u(s)
     # closed form (SPEC §2): mean_i [S_ii - log mean_{j≠i} exp(S_ij)]
     k = len(sl)
-    closed = sum(
-        sl[i][i] - math.log(sum(math.exp(sl[i][j]) for j in range(k) if j != i) / (k - 1))
-        for i in range(k)
-    ) / k
+    closed = (
+        sum(
+            sl[i][i] - math.log(sum(math.exp(sl[i][j]) for j in range(k) if j != i) / (k - 1))
+            for i in range(k)
+        )
+        / k
+    )
     assert float(bounds.flo(s, u_star)) == pytest.approx(closed, rel=1e-12)
     # and u* is the maximiser: any perturbation lowers the bound
     for delta in (-0.3, 0.1, 0.5):

@@ -14,8 +14,8 @@ from infomax.registry import BOUNDS
 from infomax.tasks import CorrelatedGaussian
 
 TASK = CorrelatedGaussian(dim=5, mi=2.0)
-X, Y = TASK.sample(6000, seed=0)
-FAST = dict(steps=1000, hidden=64, eval_every=100, progress=False)
+X, Y = TASK.sample(10000, seed=0)
+FAST = dict(steps=1000, hidden=128, eval_every=100, progress=False)
 
 
 @pytest.mark.parametrize("bound", BOUNDS.names())
@@ -28,8 +28,16 @@ def test_every_bound_recovers_2_nats_on_5d_gaussian(bound: str) -> None:
 
 
 def test_result_contents_and_json_roundtrip() -> None:
-    est = estimate_mi(X[:2000], Y[:2000], bound="infonce", batch_size=64, steps=150,
-                      eval_every=50, hidden=32, progress=False)
+    est = estimate_mi(
+        X[:2000],
+        Y[:2000],
+        bound="infonce",
+        batch_size=64,
+        steps=150,
+        eval_every=50,
+        hidden=32,
+        progress=False,
+    )
     assert isinstance(est, MIEstimate)
     assert est.n_train + est.n_test == 2000 and est.n_test == 400
     assert [h["step"] for h in est.history] == [50, 100, 150]
@@ -53,8 +61,16 @@ def test_progress_callback_and_independent_data() -> None:
     calls: list[tuple[int, float | None]] = []
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(3000, 2)), rng.normal(size=(3000, 2))
-    est = estimate_mi(x, y, bound="infonce", batch_size=64, steps=200, eval_every=50,
-                      hidden=32, progress=lambda s, v: calls.append((s, v)))
+    est = estimate_mi(
+        x,
+        y,
+        bound="infonce",
+        batch_size=64,
+        steps=200,
+        eval_every=50,
+        hidden=32,
+        progress=lambda s, v: calls.append((s, v)),
+    )
     assert len(calls) == 200 and calls[49][1] is not None
     assert abs(est.mi) < 0.1  # independent: MI = 0
 
@@ -63,8 +79,16 @@ def test_infonce_cap_warning() -> None:
     task = CorrelatedGaussian(dim=5, mi=6.0)
     x, y = task.sample(3000, seed=0)
     with pytest.warns(UserWarning, match="log K"):
-        est = estimate_mi(x, y, bound="infonce", batch_size=16, steps=300, eval_every=100,
-                          hidden=32, progress=False)
+        est = estimate_mi(
+            x,
+            y,
+            bound="infonce",
+            batch_size=16,
+            steps=300,
+            eval_every=100,
+            hidden=32,
+            progress=False,
+        )
     assert est.mi <= math.log(16) + 1e-6
 
 
@@ -72,7 +96,12 @@ def test_infonce_cap_warning() -> None:
     "x, y, kwargs, match",
     [
         (np.full((500, 2), np.nan), np.zeros((500, 2)), {}, "x contains 1000 NaN/Inf"),
-        (np.zeros((500, 2)), np.r_[np.zeros((499, 2)), [[np.inf, 0]]], {}, "y contains 1 NaN/Inf.*row 499"),
+        (
+            np.zeros((500, 2)),
+            np.r_[np.zeros((499, 2)), [[np.inf, 0]]],
+            {},
+            "y contains 1 NaN/Inf.*row 499",
+        ),
         (np.zeros((500, 2)), np.zeros((400, 2)), {}, "same number of samples, got 500 and 400"),
         (np.zeros((100, 2)), np.zeros((100, 2)), {}, "too few for batch_size=128"),
         (np.zeros((500, 2, 2)), np.zeros((500, 2)), {}, r"x must have shape \[n, d\]"),
@@ -98,5 +127,15 @@ def test_diverging_bound_is_an_error_naming_the_bound() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 1)) * 1e4
     with pytest.raises(ValueError, match="bound 'nwj' diverged"):
-        estimate_mi(x, x, bound="nwj", batch_size=32, steps=200, eval_every=10, lr=1.0,
-                    standardize=False, hidden=16, progress=False)
+        estimate_mi(
+            x,
+            x,
+            bound="nwj",
+            batch_size=32,
+            steps=200,
+            eval_every=10,
+            lr=1.0,
+            standardize=False,
+            hidden=16,
+            progress=False,
+        )

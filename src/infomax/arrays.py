@@ -55,7 +55,9 @@ def _is_numeric_row(values: list[object]) -> bool:
     return True
 
 
-def load_pair(x_path: str | Path, y_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    x_path: str | Path, y_path: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` from two files, or from one ``.npz`` holding arrays ``x`` and ``y``."""
     p = Path(x_path)
     if y_path is None:

@@ -92,7 +92,9 @@ def tuba(scores: Tensor, baseline: Tensor) -> Tensor:
     if baseline.shape != (k,):
         raise ValueError(f"baseline must have shape [{k}], got {tuple(baseline.shape)}")
     shifted = scores - baseline.unsqueeze(0)
-    return 1.0 + scores.diagonal().mean() - torch.exp(log_mean_exp_offdiag(shifted)) - baseline.mean()
+    return (
+        1.0 + scores.diagonal().mean() - torch.exp(log_mean_exp_offdiag(shifted)) - baseline.mean()
+    )
 
 
 def js_estimate(scores: Tensor) -> Tensor:

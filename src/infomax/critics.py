@@ -51,9 +51,11 @@ def mlp(
     if len(dims) < 2:
         raise ValueError(f"mlp needs at least input and output sizes, got {list(dims)}")
     if act not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {act!r}; valid names: {', '.join(sorted(_ACTIVATIONS))}")
+        raise ValueError(
+            f"unknown activation {act!r}; valid names: {', '.join(sorted(_ACTIVATIONS))}"
+        )
     layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(d_in, d_out))
         last = i == len(dims) - 2
         if not last or out_act:
@@ -281,4 +283,6 @@ def build_critic(
     try:
         return cls(enc_x, enc_y, **extra)
     except TypeError as err:
-        raise ValueError(f"critic {name!r} does not take options {sorted(options)}: {err}") from None
+        raise ValueError(
+            f"critic {name!r} does not take options {sorted(options)}: {err}"
+        ) from None

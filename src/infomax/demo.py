@@ -20,7 +20,9 @@ from .reports import write_results
 DEMO_BOUNDS = ("infonce", "nwj", "js", "smile", "flo")
 
 
-def run_demo(out: Path, seed: int = 0, console: Any = None, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path, seed: int = 0, console: Any = None, progress: bool = True
+) -> dict[str, Any]:
     """Run the demo into ``out``; returns the combined summary (also in ``out/results.json``)."""
     from .tasks import staircase
 
@@ -29,7 +31,12 @@ def run_demo(out: Path, seed: int = 0, console: Any = None, progress: bool = Tru
     tasks = staircase(dim=10, mis=(1.0, 2.0, 4.0, 6.0))
     cfg = EstimateConfig(batch_size=64, steps=600, eval_every=50, hidden=128, seed=seed)
     mi = run_mi_benchmark(
-        tasks, DEMO_BOUNDS, [seed], n_samples=8000, config=cfg, out_dir=out / "mi",
+        tasks,
+        DEMO_BOUNDS,
+        [seed],
+        n_samples=8000,
+        config=cfg,
+        out_dir=out / "mi",
         progress=progress,
     )
     print_summary(mi["summary"], title="MI estimates on a Gaussian staircase (K = 64, 1 seed)")

@@ -56,6 +56,8 @@ def run_mi_benchmark(
                         bar.update(job, description=f"{task.id} {bound} seed {seed}")
                     row = _one_run(task, bound, seed, x, y, cfg)
                     rows.append(row)
+                    if out_dir is not None:  # partial results survive an interruption
+                        write_csv(Path(out_dir) / "results.partial.csv", rows)
                     if bar is not None:
                         bar.advance(job)
     finally:
@@ -66,6 +68,7 @@ def run_mi_benchmark(
     if out_dir is not None:
         out = Path(out_dir)
         write_csv(out / "results.csv", rows)
+        (out / "results.partial.csv").unlink(missing_ok=True)
         write_csv(out / "summary.csv", summary)
         write_results(
             out,
@@ -127,6 +130,34 @@ def _one_run(
             error=str(err),
         )
     return row
+
+
+def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Combine the ``results.csv`` of several benchmark runs (e.g. seeds split over processes)
+    into one ``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and plot."""
+    import json
+
+    import pandas as pd
+
+    frames, configs = [], []
+    for folder in folders:
+        path = Path(folder) / "results.csv"
+        if not path.exists():
+            raise ValueError(f"{folder} has no results.csv (is the run finished?)")
+        frames.append(pd.read_csv(path, keep_default_na=False, na_values=["nan", "NaN"]))
+        configs.append(json.loads((Path(folder) / "results.json").read_text())["config"])
+    rows = pd.concat(frames, ignore_index=True).to_dict("records")
+    summary = summarize(rows)
+    out = Path(out_dir)
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "summary.csv", summary)
+    seeds = sorted({int(r["seed"]) for r in rows})
+    config = dict(configs[0], seeds=seeds, merged_from=[str(f) for f in folders])
+    write_results(out, config=config, results={"rows": rows, "summary": summary}, seed=seeds[0])
+    batch = configs[0].get("estimate", {}).get("batch_size")
+    plot_staircase(summary, out / "staircase.png", batch_size=batch)
+    (out / "summary.md").write_text(summary_markdown(summary))
+    return {"rows": rows, "summary": summary}
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -218,7 +249,9 @@ def plot_staircase(
         ax.fill_between(t, m - sd, m + sd, color=line.get_color(), alpha=0.2)
     ax.plot(truths, truths, "k--", label="true MI")
     if batch_size:
-        ax.axhline(math.log(batch_size), color="grey", ls=":", label=f"log K = {math.log(batch_size):.2f}")
+        ax.axhline(
+            math.log(batch_size), color="grey", ls=":", label=f"log K = {math.log(batch_size):.2f}"
+        )
     ax.set_xlabel("true MI (nats)")
     ax.set_ylabel("held-out estimate (nats)")
     ax.set_title("MI estimates vs truth (mean ± std over seeds)")
