@@ -1,0 +1,46 @@
+"""Identifiability toolkit: contrastive learning inverts the data-generating process (SPEC §5).
+
+Latent spaces and conditionals (:mod:`.spaces`), invertible MLP mixing (:mod:`.mixing`),
+held-out metrics (:mod:`.metrics`) and the experiment runner (:mod:`.experiment`), after
+Zimmermann et al., "Contrastive Learning Inverts the Data Generating Process" (ICML 2021).
+"""
+
+from .experiment import (
+    IdentifyConfig,
+    IdentifyResult,
+    make_objective,
+    run_identify,
+    run_table,
+    table_configs,
+)
+from .metrics import identifiability_metrics, kernel_r2, linear_r2, mcc
+from .mixing import InvertibleMLP, invertibility_report
+from .spaces import (
+    Conditional,
+    Space,
+    get_space,
+    sample_gnormal,
+    sample_vmf,
+    vmf_mean_resultant_length,
+)
+
+__all__ = [
+    "Conditional",
+    "IdentifyConfig",
+    "IdentifyResult",
+    "InvertibleMLP",
+    "Space",
+    "get_space",
+    "identifiability_metrics",
+    "invertibility_report",
+    "kernel_r2",
+    "linear_r2",
+    "make_objective",
+    "mcc",
+    "run_identify",
+    "run_table",
+    "sample_gnormal",
+    "sample_vmf",
+    "table_configs",
+    "vmf_mean_resultant_length",
+]
