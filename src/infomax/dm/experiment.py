@@ -1,0 +1,434 @@
+"""Noise-injected Deep InfoMax training and the σ sweep (SPEC §7).
+
+Model: encoder ``e`` (MLP for vectors / digits, small CNN for 28×28) → linear head to ``d`` →
+:class:`~infomax.dm.noise.NoiseInjection`. Two views ``x¹, x²`` of each input (kornia
+augmentations for images, additive Gaussian jitter for vectors, or the input itself with
+``views="identity"``). The InfoMax objective is a bound of :data:`infomax.registry.BOUNDS` on the
+score matrix ``S_ij = −‖z¹_i − c²_j‖² / τ`` (``lp_scores`` with ``p = α = 2``, learnable ``τ``)
+between the *noisy* representation ``z¹ = n(e(x¹)) + σε`` of one view and the clean one
+``c² = n(e(x²))`` of the other, symmetrised over the two views. Training uses
+:func:`infomax.train.fit`. Evaluation (clean ``n(e(x))``, no noise, eval-mode statistics):
+linear-probe accuracy, :func:`~infomax.dm.metrics.dm_metrics`, and a held-out estimate of the
+bound with noise on, reported next to the capacity ceiling and ``log K``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import reports
+from ..critics import lp_scores
+from ..registry import BOUNDS
+from ..train import TrainConfig, fit, resolve_device
+from .metrics import dm_metrics, reference_metrics
+from .noise import NoiseInjection, binding_sigma, capacity, check_target, sigma_schedule
+
+DATA_CHOICES = ("synthetic", "digits", "mnist", "fashion-mnist")
+TAU_SCALE = 20.0
+
+
+@dataclass(frozen=True)
+class DMConfig:
+    """One noise-injected DIM run (validated; written into ``results.json``).
+
+    ``sigma``: noise std (Gaussian) or half-width (uniform); ``sigma_warmup``: fraction of
+    training over which ``σ`` ramps up linearly from 0; ``train_subset`` / ``probe_subset`` /
+    ``test_subset``: first ``n`` images for DIM training / probe training / test (``None``: all);
+    ``dm_sizes``: sample sizes of the DM tests (the first is the headline one).
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    target: str = "gaussian"
+    sigma: float = 0.2
+    sigma_warmup: float = 0.0
+    dim: int = 16
+    bound: str = "infonce"
+    views: str = "augment"
+    encoder: str = "auto"
+    width: int | None = None
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    train_subset: int | None = None
+    probe_subset: int | None = None
+    test_subset: int | None = None
+    dm_sizes: tuple[int, ...] = (500, 1000)
+    permutations: int = 200
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_CHOICES:
+            raise ValueError(f"unknown data {self.data!r}; valid: {', '.join(DATA_CHOICES)}")
+        check_target(self.target)
+        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
+            raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma}")
+        sigma_schedule(0.0, self.sigma, self.sigma_warmup)  # validates warmup
+        if BOUNDS.get(self.bound).extra is not None:
+            raise ValueError(
+                f"bound {self.bound!r} needs an extra network; use one of "
+                f"{', '.join(n for n in BOUNDS.names() if BOUNDS.get(n).extra is None)}"
+            )
+        if self.views not in ("augment", "identity"):
+            raise ValueError(f"views must be 'augment' or 'identity', got {self.views!r}")
+        for name in ("dim", "batch_size", "permutations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        for name in ("train_subset", "probe_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 10):
+                raise ValueError(f"{name} must be None or an integer >= 10, got {value!r}")
+        if not self.dm_sizes or any(n < 3 for n in self.dm_sizes):
+            raise ValueError(f"dm_sizes must be non-empty sizes >= 3, got {self.dm_sizes}")
+        self.train_config()
+
+    def train_config(self) -> TrainConfig:
+        """Settings for :func:`infomax.train.fit` (AdamW, cosine schedule, no AMP on CPU)."""
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            device=self.device,
+            seed=self.seed,
+            progress=self.progress,
+            checkpoint_every=self.epochs,
+        )
+
+
+class NoisyDIM(nn.Module):
+    """Encoder → ``Linear(out_dim, d)`` → :class:`NoiseInjection`, plus the critic temperature."""
+
+    def __init__(self, encoder: nn.Module, dim: int, target: str, sigma: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(int(encoder.out_dim), dim)  # type: ignore[arg-type]
+        self.noise = NoiseInjection(dim, target, sigma)
+        spread = 0.25 if target == "gaussian" else 0.02
+        noise_var = sigma**2 if target == "gaussian" else sigma**2 / 3.0
+        # log τ = TAU_SCALE · θ: the temperature adapts ~TAU_SCALE× faster than the weights
+        self.tau_param = nn.Parameter(
+            torch.tensor(math.log(2.0 * (noise_var + spread)) / TAU_SCALE)
+        )
+
+    @property
+    def tau(self) -> Tensor:
+        """Critic temperature ``τ`` (learnable, positive)."""
+        return (TAU_SCALE * self.tau_param).exp()
+
+    def represent(self, x: Tensor) -> Tensor:
+        """Clean normalised representation ``n(e(x)): [B, d]``."""
+        return self.noise.normalize(self.head(self.encoder(x)))
+
+    def scores(self, z: Tensor, c: Tensor) -> Tensor:
+        """``S_ij = −‖z_i − c_j‖² / τ``: ``[B, B]``."""
+        # lp_scores is annotated ``temperature: float`` but divides, so a tensor τ works
+        return lp_scores(z, c, p=2.0, alpha=2.0, temperature=self.tau)  # type: ignore[arg-type]
+
+    def pair_scores(self, x1: Tensor, x2: Tensor, *, noisy: bool = True) -> tuple[Tensor, Tensor]:
+        """Both directions ``(S(z¹, c²), S(z², c¹))`` from one encoder pass over ``[x¹; x²]``."""
+        c = self.represent(torch.cat([x1, x2]))
+        c1, c2 = c.chunk(2)
+        z1 = self.noise.add_noise(c1) if noisy else c1
+        z2 = self.noise.add_noise(c2) if noisy else c2
+        return self.scores(z1, c2), self.scores(z2, c1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class DMData:
+    """Inputs (``uint8`` images or float vectors) and labels; ``view``/``clean`` map a raw batch
+    to one random view / the clean model input on the device."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    view: Callable[[Tensor], Tensor]
+    clean: Callable[[Tensor], Tensor]
+    encoder: nn.Module
+
+
+def synthetic_data(
+    n_train: int = 4000, n_test: int = 2000, dim: int = 32, classes: int = 10, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gaussian mixture: class means ``~ N(0, 4 I)``, ``x = μ_y + N(0, I)`` in ``dim`` dims."""
+    gen = torch.Generator().manual_seed(seed)
+    means = 2.0 * torch.randn(classes, dim, generator=gen)
+    y = torch.randint(classes, (n_train + n_test,), generator=gen)
+    x = means[y] + torch.randn(n_train + n_test, dim, generator=gen)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def build_data(config: DMConfig, device: torch.device) -> DMData:
+    """Data, views and encoder for ``config.data`` (``synthetic`` needs no files)."""
+    from ..augment import Normalize, build_augment, to_float
+    from ..models import build_encoder
+
+    def cut(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
+        return (x, y) if n is None else (x[:n], y[:n])
+
+    identity = config.views == "identity"
+    if config.data == "synthetic":
+        trx, tr_y, tex, te_y = synthetic_data(seed=config.seed)
+        jitter = 0.0 if identity else 0.3
+
+        def vec_view(x: Tensor) -> Tensor:
+            x = x.to(device)
+            return x + jitter * torch.randn_like(x) if jitter else x
+
+        enc = build_encoder("mlp", in_channels=trx.shape[1], image_size=1, width=config.width)
+        trx, tr_y = cut(trx, tr_y, config.train_subset)
+        tex, te_y = cut(tex, te_y, config.test_subset)
+        return DMData(trx, tr_y, tex, te_y, vec_view, lambda x: x.to(device), enc)
+    from ..data import load_dataset
+
+    ds = load_dataset(config.data, config.data_dir)
+    c, h, _ = ds.image_shape
+    name = config.encoder if config.encoder != "auto" else ("mlp" if h == 8 else "cnn")
+    enc = build_encoder(name, in_channels=c, image_size=h, width=config.width)
+    norm = Normalize(ds.mean, ds.std).to(device)
+    aug = build_augment(ds.name).to(device)
+
+    def img_view(x: Tensor) -> Tensor:
+        x = to_float(x, device)
+        return norm(x if identity else aug(x))
+
+    tex, te_y = cut(ds.test_x, ds.test_y, config.test_subset)
+    return DMData(
+        ds.train_x, ds.train_y, tex, te_y, img_view, lambda x: norm(to_float(x, device)), enc
+    )
+
+
+class _Batches:
+    """Shuffled mini-batches of one epoch (seeded by ``(seed, epoch)``), last partial dropped."""
+
+    def __init__(self, x: Tensor, batch_size: int, seed: int, epoch: int) -> None:
+        self.x, self.bs, self.seed, self.epoch = x, min(batch_size, x.shape[0]), seed, epoch
+
+    def __len__(self) -> int:
+        return self.x.shape[0] // self.bs
+
+    def __iter__(self) -> Iterator[Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.x.shape[0], generator=gen)
+        for i in range(len(self)):
+            yield self.x[perm[i * self.bs : (i + 1) * self.bs]]
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, x: Tensor, prep: Callable[[Tensor], Tensor], batch_size: int = 256
+) -> None:
+    """Precise batch norm: replace every BN layer's running mean / variance by the average over
+    ``x`` (train-mode batches of ``batch_size``, no gradient), so that eval-mode representations
+    are normalised with the population statistics of the *final* network, not an EMA that lags
+    behind training."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    for i in range(0, x.shape[0] - batch_size + 1, batch_size):
+        model.represent(prep(x[i : i + batch_size]))  # type: ignore[operator]
+    for m, (momentum, training) in zip(bns, saved, strict=True):
+        m.momentum = momentum
+        m.train(training)
+
+
+@torch.no_grad()
+def representations(model: NoisyDIM, x: Tensor, prep: Callable[[Tensor], Tensor]) -> Tensor:
+    """Clean ``n(e(x))`` in eval mode, in batches of 1024: ``float [N, d]`` on the CPU."""
+    was = model.training
+    model.eval()
+    out = [model.represent(prep(x[i : i + 1024])).float().cpu() for i in range(0, len(x), 1024)]
+    model.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def heldout_bound(
+    model: NoisyDIM, data: DMData, bound: str, k: int, min_batches: int = 8
+) -> tuple[float, float]:
+    """Mean and standard error over test batches of size ``k`` of the bound's estimate between
+    the noisy representation of one view and the clean one of another.
+
+    The encoder uses eval-mode statistics; the noise layer standardises each test batch with its
+    own statistics, exactly the constraint of training under which the SPEC §7 ceiling holds.
+    Batches are random subsets of the test set (at least ``min_batches``; they overlap when the
+    test set holds fewer, so the standard error is then optimistic).
+    """
+    n = data.test_x.shape[0]
+    if n < k:
+        raise ValueError(f"test set ({n}) smaller than one batch of {k}")
+    spec = BOUNDS.get(bound)
+    was = model.training
+    model.eval()
+    norm = model.noise.norm
+    saved = {key: v.clone() for key, v in norm.state_dict().items()}
+    norm.train()
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(12345)
+    vals = []
+    for _ in range(max(n // k, min_batches)):
+        xb = data.test_x[torch.randperm(n)[:k]]
+        s12, s21 = model.pair_scores(data.view(xb), data.view(xb), noisy=True)
+        vals.append(0.5 * float(spec.estimate(s12) + spec.estimate(s21)))
+    torch.set_rng_state(gen_state)
+    norm.load_state_dict(saved)
+    model.train(was)
+    arr = np.array(vals)
+    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr)))
+
+
+# ----------------------------------------------------------------------------------------------
+# One run
+
+
+def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[str, Any], Tensor]:
+    """Train one noise-injected DIM and evaluate it; returns ``(metrics, test representation)``.
+
+    Metric keys: ``sigma``, ``linear_probe_acc``, DM metrics at ``dm_sizes[0]`` (see
+    :class:`~infomax.dm.metrics.DMMetrics`), ``energy_p@n`` for every size, ``train_energy`` /
+    ``train_energy_p`` (energy test of the in-sample representation of the probe's training
+    inputs), ``mi_estimate`` /
+    ``mi_stderr`` (held-out bound, nats), ``capacity`` (SPEC §7 ceiling), ``log_k``,
+    ``train_seconds``, ``epochs``, ``train_images``, ``torch_threads``.
+    """
+    device = resolve_device(config.device)
+    data = build_data(config, device)
+    images = data.train_x if config.train_subset is None else data.train_x[: config.train_subset]
+    if images.shape[0] < config.batch_size:
+        raise ValueError(f"need at least batch_size={config.batch_size} training inputs")
+    torch.manual_seed(config.seed)
+    model = NoisyDIM(data.encoder, config.dim, config.target, config.sigma).to(device)
+    spec = BOUNDS.get(config.bound)
+    steps_total = config.epochs * (images.shape[0] // config.batch_size)
+
+    def loss_fn(m: nn.Module, batch: Tensor) -> Tensor:
+        s12, s21 = m.pair_scores(data.view(batch), data.view(batch))  # type: ignore[operator]
+        return 0.5 * (spec.loss(s12) + spec.loss(s21))
+
+    def after_step(m: nn.Module, step: int) -> None:
+        m.noise.sigma = sigma_schedule(step / steps_total, config.sigma, config.sigma_warmup)  # type: ignore[union-attr]
+
+    model.noise.sigma = sigma_schedule(0.0, config.sigma, config.sigma_warmup)
+    result = fit(
+        model,
+        lambda epoch: _Batches(images, config.batch_size, config.seed, epoch),
+        loss_fn,
+        config.train_config(),
+        out_dir=Path(out_dir) if out_dir is not None else None,
+        after_step=after_step,
+    )
+    model.noise.sigma = config.sigma
+    recalibrate_bn(model, images[:10_000], data.clean, config.batch_size)
+    probe_x = data.train_x if config.probe_subset is None else data.train_x[: config.probe_subset]
+    probe_y = data.train_y[: probe_x.shape[0]]
+    f_train = representations(model, probe_x, data.clean)
+    f_test = representations(model, data.test_x, data.clean)
+    from ..eval import linear_probe
+
+    metrics: dict[str, Any] = {"sigma": config.sigma, "target": config.target}
+    metrics["linear_probe_acc"] = linear_probe(f_train, probe_y, f_test, data.test_y)
+    sizes = [n for n in config.dm_sizes if n <= f_test.shape[0]] or [f_test.shape[0]]
+    for i, n in enumerate(sizes):
+        dm = dm_metrics(
+            f_test, config.target, n=n, permutations=config.permutations, seed=config.seed
+        )
+        if i == 0:
+            metrics.update({k: v for k, v in dm.as_dict().items() if k != "target"})
+        metrics[f"energy_p@{n}"] = dm.energy_p
+    in_sample = dm_metrics(
+        f_train, config.target, n=sizes[0], permutations=config.permutations, seed=config.seed
+    )
+    metrics.update(train_energy=in_sample.energy, train_energy_p=in_sample.energy_p)
+    mi, se = heldout_bound(model, data, config.bound, config.batch_size)
+    metrics.update(
+        mi_estimate=mi,
+        mi_stderr=se,
+        capacity=capacity(config.target, config.dim, config.sigma),
+        log_k=math.log(config.batch_size),
+        binding_sigma=binding_sigma(config.target, config.dim, config.batch_size),
+        tau=float(model.tau.detach()),
+        final_loss=result.history[-1]["loss"],
+        train_seconds=result.seconds,
+        epochs=result.epochs_done,
+        train_images=int(images.shape[0]),
+        torch_threads=torch.get_num_threads(),
+    )
+    if out_dir is not None:
+        reports.write_results(
+            out_dir,
+            config=config,
+            results=metrics,
+            seed=config.seed,
+            extra={"curves": result.history},
+        )
+    return metrics, f_test
+
+
+def run_sweep(
+    config: DMConfig,
+    sigmas: Sequence[float],
+    out_dir: str | Path,
+    *,
+    docs_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train one model per ``σ`` in ``sigmas``; write ``results.json``, ``dm_sweep.csv``,
+    ``dm_tradeoff.png`` and ``dm_marginals.png`` (histograms + Q-Q plots) into ``out_dir``
+    (and copies of the PNGs as ``dm_<data>_<target>_*.png`` into ``docs_dir``)."""
+    from .plots import plot_marginals, plot_tradeoff
+
+    if not sigmas:
+        raise ValueError("need at least one sigma")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    feats: dict[float, Tensor] = {}
+    t0 = time.perf_counter()
+    for s in sigmas:
+        cfg = replace(config, sigma=float(s))
+        metrics, f_test = train_dm(cfg, out / f"sigma_{s:g}")
+        rows.append(metrics)
+        feats[float(s)] = f_test
+        reports.write_csv(out / "dm_sweep.csv", rows)  # partial results survive an interruption
+    refs = []
+    for n in config.dm_sizes:
+        ref = reference_metrics(
+            config.target, config.dim, n=n, seed=config.seed, permutations=config.permutations
+        )
+        refs.append({"sigma": "reference", **ref.as_dict()})
+    reports.write_csv(out / "dm_sweep.csv", rows + refs)
+    plot_tradeoff(rows, refs[0], config, out / "dm_tradeoff.png")
+    plot_marginals(feats, config.target, out / "dm_marginals.png")
+    if docs_dir is not None:
+        docs = Path(docs_dir)
+        docs.mkdir(parents=True, exist_ok=True)
+        stem = f"dm_{config.data}_{config.target}"
+        for name in ("tradeoff", "marginals"):
+            reports.atomic_write_bytes(
+                docs / f"{stem}_{name}.png", (out / f"dm_{name}.png").read_bytes()
+            )
+    summary = {
+        "sigmas": [float(x) for x in sigmas],
+        "rows": rows,
+        "reference": refs,
+        "sweep_seconds": time.perf_counter() - t0,
+    }
+    reports.write_results(out, config=asdict(config), results=summary, seed=config.seed)
+    return summary

@@ -1,0 +1,284 @@
+"""Noise-injected DIM (SPEC §7): noise layer, capacity ceilings vs closed forms, DM metrics vs
+brute-force references and their calibration (true target samples pass, wrong ones fail),
+a short training run whose held-out MI estimate stays below the ceiling, the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from infomax.dm import (
+    DMConfig,
+    NoiseInjection,
+    binding_sigma,
+    capacity,
+    dm_metrics,
+    energy_distance,
+    energy_test,
+    gaussian_capacity,
+    reference_metrics,
+    sample_target,
+    sigma_schedule,
+    sliced_wasserstein,
+    train_dm,
+    uniform_capacity,
+)
+from infomax.tasks import additive_uniform_mi, mi_from_rho
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# NoiseInjection and ceilings
+
+
+def test_gaussian_noise_layer_standardises_and_adds_noise():
+    torch.manual_seed(0)
+    layer = NoiseInjection(3, "gaussian", sigma=0.5)
+    h = 5.0 + 3.0 * torch.randn(20000, 3)
+    clean = layer.normalize(h)
+    assert torch.allclose(clean.mean(0), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(clean.var(0, unbiased=False), torch.ones(3), atol=1e-3)
+    z = layer(h)  # training mode: noise on
+    assert torch.allclose((z - clean).std(0), torch.full((3,), 0.5), atol=0.02)
+    assert torch.allclose(z.var(0), torch.full((3,), 1.25), atol=0.05)
+    layer.eval()  # documented choice: clean representation at evaluation
+    assert torch.equal(layer(h), layer(h))
+    assert not torch.equal(layer(h, noisy=True), layer(h, noisy=True))
+    layer.noise_at_eval = True
+    assert not torch.equal(layer(h), layer(h))
+
+
+def test_uniform_noise_layer_maps_into_box_and_noise_is_bounded():
+    torch.manual_seed(0)
+    layer = NoiseInjection(4, "uniform", sigma=0.2)
+    h = torch.randn(5000, 4) * 7 - 2
+    clean = layer.normalize(h)
+    assert bool(((clean > 0) & (clean < 1)).all())
+    # Φ(standardised Gaussian) is U[0, 1]: mean 1/2, variance 1/12
+    assert torch.allclose(clean.mean(0), torch.full((4,), 0.5), atol=0.02)
+    assert torch.allclose(clean.var(0), torch.full((4,), 1 / 12), atol=0.01)
+    noise = layer(h) - clean
+    assert float(noise.abs().max()) <= 0.2 + 1e-6
+    assert float(noise.abs().max()) > 0.19
+    assert abs(float(noise.var()) - 0.2**2 / 3) < 2e-3
+
+
+def test_zero_sigma_is_identity_and_bad_inputs_raise():
+    layer = NoiseInjection(2, "gaussian", sigma=0.0)
+    h = torch.randn(10, 2)
+    assert torch.equal(layer(h), layer.normalize(h))
+    with pytest.raises(ValueError, match="target"):
+        NoiseInjection(2, "laplace")
+    with pytest.raises(ValueError, match="sigma"):
+        NoiseInjection(2, "gaussian", sigma=-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        layer(torch.randn(10, 3))
+    with pytest.raises(ValueError, match="warmup"):
+        sigma_schedule(0.5, 0.1, 2.0)
+
+
+@pytest.mark.parametrize("dim,sigma", [(1, 0.1), (4, 0.5), (16, 0.2), (16, 2.0)])
+def test_gaussian_capacity_is_mi_of_gaussian_channel(dim, sigma):
+    # C ~ N(0, I), Z = C + σε: correlation per pair ρ = 1/sqrt(1 + σ²), MI = −d/2 log(1 − ρ²)
+    rho = 1.0 / math.sqrt(1.0 + sigma**2)
+    assert math.isclose(gaussian_capacity(dim, sigma), mi_from_rho(rho, dim), rel_tol=1e-12)
+    assert capacity("gaussian", dim, 0.0) == math.inf
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1, 0.25, 0.5, 1.0])
+def test_uniform_capacity_bounds_uniform_input_and_is_attained_on_lattice(eps):
+    # a uniform input is not the maximiser (trapezoid output): strictly below the ceiling
+    assert additive_uniform_mi(eps) < uniform_capacity(1, eps)
+    assert math.isclose(uniform_capacity(3, eps), 3 * math.log1p(1 / (2 * eps)))
+    # C on the lattice {0, 2ε, ..., 1} makes C + U[−ε, ε] uniform on [−ε, 1 + ε]: equality
+    if (1 / (2 * eps)).is_integer():
+        atoms = 1 / (2 * eps) + 1
+        mi = math.log(1 + 2 * eps) - math.log(2 * eps)  # h(Y) − h(N)
+        assert math.isclose(mi, uniform_capacity(1, eps), rel_tol=1e-12)
+        assert math.isclose(mi, math.log(atoms), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["gaussian", "uniform"])
+def test_binding_sigma_puts_ceiling_at_log_k(target):
+    for dim, k in [(2, 128), (16, 256)]:
+        s = binding_sigma(target, dim, k)
+        assert math.isclose(capacity(target, dim, s), math.log(k), rel_tol=1e-12)
+    assert math.isclose(binding_sigma("gaussian", 16, 256), 1.0)
+
+
+def test_sigma_schedule_ramps_linearly():
+    assert sigma_schedule(0.0, 0.4, 0.5) == 0.0
+    assert math.isclose(sigma_schedule(0.25, 0.4, 0.5), 0.2)
+    assert sigma_schedule(0.6, 0.4, 0.5) == 0.4
+    assert sigma_schedule(0.1, 0.4) == 0.4
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics vs brute force
+
+
+def _energy_brute(x, y):
+    d = lambda a, b: float(np.linalg.norm(a - b))  # noqa: E731
+    n, m = len(x), len(y)
+    xy = sum(d(a, b) for a in x for b in y) / (n * m)
+    xx = sum(d(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(d(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    return 2 * xy - xx - yy
+
+
+def test_energy_distance_and_permutation_pvalue_match_brute_force():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(7, 2, generator=g, dtype=torch.float64) + 0.3
+    assert math.isclose(
+        float(energy_distance(x, y)), _energy_brute(x.numpy(), y.numpy()), rel_tol=1e-10
+    )
+    stat, p = energy_test(x, y, permutations=50, generator=torch.Generator().manual_seed(5))
+    # replay the same permutations one at a time
+    keys = torch.rand(50, 16, generator=torch.Generator().manual_seed(5))
+    pooled = torch.cat([x, y]).numpy()
+    count = 0
+    for row in keys:
+        order = row.argsort().numpy()
+        count += _energy_brute(pooled[order[:9]], pooled[order[9:]]) >= stat - 1e-12
+    assert math.isclose(stat, _energy_brute(x.numpy(), y.numpy()), rel_tol=1e-10)
+    assert p == (1 + count) / 51
+
+
+def test_sliced_wasserstein_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 1, generator=g, dtype=torch.float64)
+    y = 2.0 * torch.randn(300, 1, generator=g, dtype=torch.float64)
+    w2 = float(((x.sort(0).values - y.sort(0).values) ** 2).mean().sqrt())
+    assert math.isclose(sliced_wasserstein(x, y, projections=3), w2, rel_tol=1e-12)
+    # a pure shift v: SW₂² = mean_θ (θᵀv)² → ‖v‖²/d
+    x = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    v = torch.tensor([1.0, -2.0, 0.5, 0.0, 1.0], dtype=torch.float64)
+    sw = sliced_wasserstein(x, x + v, projections=4000)
+    assert abs(sw - float(v.norm()) / math.sqrt(5)) < 0.05
+    assert sliced_wasserstein(x, x) == 0.0
+    # unequal sizes: quantiles on a common grid; equal samples repeated give 0
+    assert sliced_wasserstein(x, torch.cat([x, x])) < 1e-12
+
+
+def _pass_rate(samples, target, key):
+    hits = [
+        getattr(dm_metrics(z, target, n=None, permutations=100, seed=i), key)
+        for i, z in enumerate(samples)
+    ]
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("target", ["gaussian", "uniform"])
+def test_true_target_sample_passes_in_at_least_90_percent_of_repeats(target):
+    g = torch.Generator().manual_seed(1)
+    samples = [sample_target(target, 100, 4, g) for _ in range(100)]
+    for key in ("energy_pass", "ks_pass", "shapiro_pass"):
+        assert _pass_rate(samples, target, key) >= 0.9, key
+
+
+def test_shifted_and_heavy_tailed_samples_fail_gaussian():
+    g = torch.Generator().manual_seed(2)
+    shifted = [sample_target("gaussian", 200, 4, g) + 0.5 for _ in range(10)]
+    t3 = torch.distributions.StudentT(torch.tensor(2.5, dtype=torch.float64))
+    torch.manual_seed(2)
+    heavy = [t3.sample((200, 4)) / math.sqrt(5.0) for _ in range(10)]  # unit variance
+    assert _pass_rate(shifted, "gaussian", "energy_pass") <= 0.1
+    assert _pass_rate(shifted, "gaussian", "ks_pass") <= 0.1
+    assert _pass_rate(heavy, "gaussian", "shapiro_pass") <= 0.1
+    assert _pass_rate(heavy, "gaussian", "energy_pass") <= 0.5  # weaker against tails only
+
+
+def test_shifted_and_edge_heavy_samples_fail_uniform():
+    g = torch.Generator().manual_seed(4)
+    shifted = [sample_target("uniform", 200, 4, g) * 0.8 + 0.2 for _ in range(10)]
+    beta = torch.distributions.Beta(torch.tensor(0.4, dtype=torch.float64), torch.tensor(0.4))
+    torch.manual_seed(4)
+    edges = [beta.sample((200, 4)) for _ in range(10)]
+    for key in ("energy_pass", "ks_pass"):
+        assert _pass_rate(shifted, "uniform", key) <= 0.1, key
+    # Shapiro-Wilk on Φ⁻¹(z) is weak against edge-heavy laws (it passes 19/20 here): KS and
+    # the energy test are the ones that must catch them
+    assert _pass_rate(edges, "uniform", "ks_pass") <= 0.1
+    assert _pass_rate(edges, "uniform", "energy_pass") <= 0.1
+
+
+def test_reference_row_equals_dm_metrics_of_true_sample_and_bad_input():
+    ref = reference_metrics("gaussian", 3, n=50, permutations=20)
+    g = torch.Generator().manual_seed(10_007)
+    again = dm_metrics(sample_target("gaussian", 50, 3, g), "gaussian", n=None, permutations=20)
+    assert ref == again
+    with pytest.raises(ValueError, match="NaN"):
+        dm_metrics(torch.full((10, 2), float("nan")), "gaussian")
+    with pytest.raises(ValueError, match="n must be"):
+        dm_metrics(torch.randn(10, 2), "gaussian", n=20)
+    with pytest.raises(ValueError, match="target"):
+        dm_metrics(torch.randn(10, 2), "student")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: the held-out MI estimate stays below the ceiling; the pipeline; the CLI
+
+
+@pytest.mark.parametrize("target,sigma", [("gaussian", 1.0), ("uniform", 0.5)])
+def test_heldout_estimate_below_capacity(target, sigma):
+    cfg = DMConfig(
+        data="synthetic",
+        target=target,
+        sigma=sigma,
+        dim=2,
+        epochs=3,
+        batch_size=128,
+        progress=False,
+        device="cpu",
+        dm_sizes=(200,),
+        permutations=20,
+        views="identity",
+    )
+    m, feats = train_dm(cfg)
+    assert m["capacity"] == capacity(target, 2, sigma) < m["log_k"]
+    assert 0.2 < m["mi_estimate"] <= m["capacity"] + 2 * m["mi_stderr"] + 0.02
+    assert feats.shape == (2000, 2)
+    assert 0 <= m["energy_p"] <= 1 and m["n"] == 200
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="extra network"):
+        DMConfig(bound="flo")
+    with pytest.raises(ValueError, match="unknown data"):
+        DMConfig(data="imagenet")
+    with pytest.raises(ValueError, match="sigma"):
+        DMConfig(sigma=-0.1)
+
+
+def test_cli_dm_sweep_writes_outputs(tmp_path):
+    from typer.testing import CliRunner
+
+    from infomax.cli import app
+
+    out = tmp_path / "dm"
+    args = (
+        "dm --data synthetic --target uniform --sweep 0,0.3 --epochs 1 --dim 4 --dm-sizes 100 "
+        "--permutations 20 --test-subset 300 --probe-subset 500 --train-subset 1000 --no-progress"
+    )
+    res = CliRunner().invoke(app, [*args.split(), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for name in ("results.json", "dm_sweep.csv", "dm_tradeoff.png", "dm_marginals.png"):
+        assert (out / name).is_file(), name
+    import pandas as pd
+
+    table = pd.read_csv(out / "dm_sweep.csv")
+    assert list(table["sigma"].astype(str))[:2] == ["0.0", "0.3"]
+    assert "reference" in set(table["sigma"].astype(str))
+    bad = CliRunner().invoke(app, ["dm", "--target", "cauchy", "--out", str(out)])
+    assert bad.exit_code == 2 and "target" in bad.output
