@@ -93,7 +93,11 @@ def gaussian_scores(a: Tensor, b: Tensor, sigma: float | Tensor = 1.0) -> Tensor
 
 
 def lp_scores(
-    a: Tensor, b: Tensor, p: float = 1.0, alpha: float | None = None, temperature: float = 1.0
+    a: Tensor,
+    b: Tensor,
+    p: float = 1.0,
+    alpha: float | None = None,
+    temperature: float | Tensor = 1.0,
 ) -> Tensor:
     """``S_ij = −‖aᵢ − bⱼ‖_p^α / τ`` (``α`` defaults to ``p``), via ``torch.cdist``."""
     alpha = p if alpha is None else alpha
