@@ -1,0 +1,176 @@
+"""The generic loop: config validation, schedule, LARS, bitwise resume, divergence handling,
+and the SSL front door / CLI end to end on the bundled digits."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from infomax.augment import Normalize, build_augment, to_float
+from infomax.data import load_dataset
+from infomax.models import build_encoder
+from infomax.ssl import SimCLR
+from infomax.ssl.trainer import EpochBatches
+from infomax.train import (
+    LARS,
+    DivergedError,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    lr_factor,
+)
+
+
+def test_config_validation():
+    for bad in (
+        {"epochs": 0},
+        {"lr": -1.0},
+        {"optimizer": "adam"},
+        {"schedule": "step"},
+        {"warmup_epochs": 20.0},
+        {"grad_clip": 0.0},
+        {"device": "tpu"},
+        {"seed": -1},
+    ):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(epochs=10, warmup_epochs=2.0)
+    assert lr_factor(1.0, cfg) == pytest.approx(0.5)
+    assert lr_factor(2.0, cfg) == pytest.approx(1.0)
+    assert lr_factor(6.0, cfg) == pytest.approx(0.5)
+    assert lr_factor(10.0, cfg) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(5.0, TrainConfig(epochs=10, schedule="constant")) == 1.0
+
+
+def test_lars_step_matches_hand_computation():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    b = nn.Parameter(torch.tensor([1.0]))
+    opt = LARS([w, b], lr=0.1, momentum=0.0, weight_decay=0.0, eta=0.01)
+    w.grad, b.grad = torch.tensor([[0.0, 2.0]]), torch.tensor([0.5])
+    opt.step()
+    trust = 0.01 * 5.0 / 2.0
+    torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0 - 0.1 * trust * 2.0]]))
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.05]))  # 1-d: no adaptation
+
+
+def _simclr_setup():
+    torch.manual_seed(0)
+    ds = load_dataset("digits")
+    images = ds.train_x[:96]
+    enc = build_encoder("mlp", 1, 8, width=16)
+    model = SimCLR(enc, proj_dim=8, proj_hidden=16)
+    aug, norm = build_augment("digits"), Normalize(ds.mean, ds.std)
+
+    def loss_fn(m, batch):
+        x = to_float(batch)
+        return m(norm(aug(x)), norm(aug(x)))
+
+    return model, (lambda e: EpochBatches(images, 32, 0, e)), loss_fn
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_epochs=0.5, progress=False)
+    model, batches, loss_fn = _simclr_setup()
+    fit(model, batches, loss_fn, cfg, out_dir=tmp_path / "full")
+    full = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model2, batches2, loss_fn2 = _simclr_setup()
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_in_epoch_two(m, step):
+        if step == 4:  # 3 steps per epoch: first step of epoch 2
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit(
+            model2,
+            batches2,
+            loss_fn2,
+            cfg,
+            out_dir=tmp_path / "split",
+            after_step=crash_in_epoch_two,
+        )
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
+    torch.manual_seed(1234)  # disturb the global RNG: resume must restore it
+    model3, batches3, loss_fn3 = _simclr_setup()
+    res = fit(model3, batches3, loss_fn3, cfg, out_dir=tmp_path / "split", resume=True)
+    assert res.epochs_done == 2 and [h["epoch"] for h in res.history] == [1, 2]
+    for k, v in model3.state_dict().items():
+        assert torch.equal(v, full[k]), k
+
+
+def test_nonfinite_loss_stops_and_keeps_checkpoint(tmp_path):
+    net = nn.Linear(2, 1)
+    data = [torch.randn(4, 2)]
+
+    def loss_fn(m, x):
+        loss = m(x).pow(2).mean()
+        return loss * math.nan if m.bad else loss
+
+    net.bad = False
+
+    def on_epoch_end(epoch, m):
+        m.bad = True
+        return {}
+
+    cfg = TrainConfig(epochs=3, progress=False)
+    with pytest.raises(DivergedError, match=r"epoch 2, step 1.*checkpoint.*epoch 1.*kept"):
+        fit(net, lambda e: data, loss_fn, cfg, out_dir=tmp_path, on_epoch_end=on_epoch_end)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    with pytest.raises(ValueError, match="no checkpoint"):
+        fit(nn.Linear(2, 1), lambda e: data, loss_fn, cfg, out_dir=tmp_path / "none", resume=True)
+
+
+def test_fit_reduces_a_simple_loss():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    net = nn.Linear(3, 1)
+    res = fit(
+        net,
+        lambda e: [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)],
+        lambda m, b: (m(b[0]) - b[1]).pow(2).mean(),
+        TrainConfig(epochs=30, lr=0.05, optimizer="sgd", progress=False),
+    )
+    assert res.history[-1]["loss"] < 0.01 * res.history[0]["loss"]
+    assert res.history[0]["images_per_s"] > 0
+
+
+def test_train_ssl_cli_and_eval(tmp_path):
+    from typer.testing import CliRunner
+
+    from infomax.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "mocov2", "--data", "digits", "--divergence", "js", "--similarity", "gaussian"]
+    args += ["--epochs", "1", "--batch-size", "64", "--train-subset", "256", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["method"] == "mocov2" and saved["seed"] == 0
+    assert "torch" in saved["versions"] and len(saved["curves"]) == 1
+    assert (out / "history.csv").is_file() and (out / "curves.png").is_file()
+    ev = runner.invoke(app, ["eval", str(out / "checkpoint.pt"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    metrics = json.loads(ev.output)
+    assert metrics["linear_probe_acc"] == pytest.approx(saved["results"]["linear_probe_acc"])
+    assert metrics["knn_acc"] == pytest.approx(saved["results"]["knn_acc"])
+    bad = runner.invoke(
+        app, ["train", "simclr", "--divergence", "nope", "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "valid" in bad.output
+    missing = runner.invoke(
+        app, ["train", "simclr", "--data", "mnist", "--data-dir", str(tmp_path)]
+    )
+    assert missing.exit_code == 2 and "train-images-idx3-ubyte.gz" in missing.output
