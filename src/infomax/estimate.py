@@ -39,6 +39,7 @@ from ._checks import as_2d_tensor, check_paired, check_positive_int
 from .critics import build_critic, mlp
 from .registry import BOUNDS, CRITICS
 from .reports import to_jsonable, versions
+from .train import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -118,19 +119,6 @@ class MIEstimate:
     def to_json(self) -> str:
         """The result as an indented JSON string."""
         return json.dumps(self.to_dict(), indent=2)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other strings are validated."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 class MIObjective(nn.Module):

@@ -192,42 +192,20 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def summary_markdown(summary: Sequence[dict[str, Any]]) -> str:
     """The bias / std table as Markdown."""
-    cols = ["task", "true MI", "bound", "mean", "bias", "std", "rel. error", "failed"]
-    rows = [
-        (
-            s["task"],
-            s["true_mi"],
-            s["bound"],
-            s["mean"],
-            s["bias"],
-            s["std"],
-            f"{100 * s['rel_error']:+.1f}%",
-            s["failed"],
-        )
-        for s in summary
-    ]
-    return markdown_table(cols, rows)
+    return markdown_table(_SUMMARY_COLUMNS, _summary_rows(summary))
+
+
+_SUMMARY_COLUMNS = ["task", "true MI", "bound", "mean", "bias", "std", "rel. error", "failed"]
+
+
+def _summary_rows(summary: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    keys = ("task", "true_mi", "bound", "mean", "bias", "std")
+    return [(*(s[k] for k in keys), f"{100 * s['rel_error']:+.1f}%", s["failed"]) for s in summary]
 
 
 def print_summary(summary: Sequence[dict[str, Any]], title: str = "MI benchmark") -> None:
     """Print the bias / std table with rich."""
-    print_table(
-        title,
-        ["task", "true MI", "bound", "mean", "bias", "std", "rel. err", "failed"],
-        [
-            (
-                s["task"],
-                s["true_mi"],
-                s["bound"],
-                s["mean"],
-                s["bias"],
-                s["std"],
-                f"{100 * s['rel_error']:+.1f}%",
-                s["failed"],
-            )
-            for s in summary
-        ],
-    )
+    print_table(title, _SUMMARY_COLUMNS, _summary_rows(summary))
 
 
 def plot_staircase(
