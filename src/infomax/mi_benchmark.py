@@ -144,8 +144,8 @@ def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[st
         path = Path(folder) / "results.csv"
         if not path.exists():
             raise ValueError(f"{folder} has no results.csv (is the run finished?)")
-        frame = pd.read_csv(path)
-        frame["error"] = frame["error"].fillna("").astype(str)
+        frame = pd.read_csv(path, dtype={"error": str})
+        frame["error"] = frame["error"].fillna("")
         frames.append(frame)
         configs.append(json.loads((Path(folder) / "results.json").read_text())["config"])
     rows = pd.concat(frames, ignore_index=True).to_dict("records")
