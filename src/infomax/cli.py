@@ -355,7 +355,12 @@ def identify(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Does contrastive learning invert the mixing? (Zimmermann et al. 2021, SPEC §5)."""
-    from .identifiability.experiment import IdentifyConfig, run_identify, run_table
+    from .identifiability.experiment import (
+        TABLE_COLUMNS,
+        IdentifyConfig,
+        run_identify,
+        run_table,
+    )
     from .reports import print_table
 
     try:
@@ -384,15 +389,7 @@ def identify(
     )
     if table:
         rows = run_table(cfg, out=out, progress=progress)
-        cols = [
-            "generative",
-            "model",
-            "match",
-            "r2_linear",
-            "r2_kernel",
-            "mcc",
-            "untrained_r2_linear",
-        ]
+        cols = list(TABLE_COLUMNS)
         print_table("identifiability grid", cols, [[r[c] for c in cols] for r in rows], console)
         console.print(f"table in {out}/table.md")
         return
