@@ -8,7 +8,6 @@ and each rank's gradients must equal the matching rows of the dense gradient (fl
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dist_helpers import init_gloo, run_ranks
 from infomax import dist
 from infomax.kernels import OBJECTIVES, dense_objective, ntxent_loss, tiled_objective
 
@@ -62,11 +62,8 @@ def _value(
     )
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
-    )
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    init_gloo(rank, world, init_file)
     try:
         assert dist.world_size() == WORLD and dist.rank() == rank and dist.is_distributed()
         rows = slice(rank * K_LOCAL, (rank + 1) * K_LOCAL)
@@ -95,18 +92,7 @@ def test_helpers_without_process_group() -> None:
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_two_rank_gloo_equals_single_process(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
-    init_file = str(tmp_path / "init")
-    procs = [ctx.Process(target=_worker, args=(r, init_file, str(tmp_path))) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            pytest.fail("distributed worker timed out")
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    run_ranks(_worker, WORLD, tmp_path, str(tmp_path))
     shares = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
     for obj, critic, symmetric in CASES:

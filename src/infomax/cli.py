@@ -256,36 +256,50 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="Under torchrun: batch-norm statistics over all ranks."
+    ),
     out: str = typer.Option("infomax-train", help="Output folder."),
 ) -> None:
-    """Train a contrastive encoder (SimCLR, MoCo v2, MoCo v3); report probe and kNN accuracy."""
+    """Train a contrastive encoder (SimCLR, MoCo v2, MoCo v3); report probe and kNN accuracy.
+
+    Multi-process: `torchrun --nproc-per-node N -m infomax train ...` (one process per GPU, or
+    gloo on CPU); --batch-size is the global batch, split over the ranks.
+    """
     import torch
 
+    from . import dist
     from .ssl import SSLConfig, train_ssl
 
     if threads is not None:
         torch.set_num_threads(threads)
-    config = SSLConfig(
-        method=method,
-        data=data,
-        data_dir=data_dir,
-        divergence=divergence,
-        similarity=similarity,
-        temperature=temperature,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        warmup_epochs=warmup_epochs,
-        encoder=encoder,
-        width=width,
-        train_subset=train_subset,
-        eval_every=eval_every,
-        seed=seed,
-        device=device,
-    )
-    train_ssl(config, out, resume=resume)
-    console.print(f"outputs in {out}/ (results.json, history.csv, curves.png, checkpoint.pt)")
+    with dist.process_group(device=device):
+        config = SSLConfig(
+            method=method,
+            data=data,
+            data_dir=data_dir,
+            divergence=divergence,
+            similarity=similarity,
+            temperature=temperature,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            warmup_epochs=warmup_epochs,
+            encoder=encoder,
+            width=width,
+            train_subset=train_subset,
+            eval_every=eval_every,
+            seed=seed,
+            device=device,
+            sync_batchnorm=sync_bn,
+            progress=dist.rank() == 0,
+        )
+        train_ssl(config, out, resume=resume)
+        if dist.rank() == 0:
+            console.print(
+                f"outputs in {out}/ (results.json, history.csv, curves.png, checkpoint.pt)"
+            )
 
 
 @app.command("eval")

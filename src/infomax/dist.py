@@ -13,6 +13,11 @@ objective. (DDP averages parameter gradients over ranks, so a DDP loop multiplie
 Without an initialised process group every helper degrades to the single-process case
 (rank 0, world 1, gather = identity), so callers never branch.
 
+Launching: :func:`init_from_env` starts the process group from the variables ``torchrun`` sets
+(``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``): ``nccl`` on CUDA, ``gloo``
+on CPU. :func:`convert_sync_batchnorm` makes batch-norm statistics global (torch's
+``SyncBatchNorm`` on accelerators, :class:`GlobalBatchNorm` on CPU, where torch has none).
+
 >>> import torch
 >>> world_size(), rank(), diagonal_offset(8)
 (1, 0, 0)
@@ -22,9 +27,30 @@ torch.Size([2, 3])
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+#: Seconds a collective may wait for a peer before the run fails (``init_from_env``).
+DEFAULT_TIMEOUT_S = 600.0
+
+
+@contextlib.contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    """Silence torch's FutureWarning that ``torch.distributed.nn.functional`` is deprecated: its
+    suggested replacement is private API, and these autograd-aware collectives still work."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*is deprecated.*")
+        yield
 
 
 def is_distributed() -> bool:
@@ -55,7 +81,8 @@ def all_gather_with_grad(t: Tensor) -> Tensor:
         return t
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(t.contiguous()), dim=0)
+    with _quiet_deprecation():
+        return torch.cat(all_gather(t.contiguous()), dim=0)
 
 
 def all_gather_scalars_with_grad(value: Tensor) -> Tensor:
@@ -79,3 +106,189 @@ def eye_rank(local_rows: int, device: torch.device | None = None) -> Tensor:
     idx = torch.arange(local_rows, device=device)
     mask[idx, idx + offset] = True
     return mask
+
+
+def local_rank() -> int:
+    """``LOCAL_RANK`` set by ``torchrun`` (``0`` otherwise): the GPU index of this process."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def launched_by_torchrun() -> bool:
+    """``True`` when the environment describes a multi-process launch (``WORLD_SIZE > 1``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(
+    backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, device: str = "auto"
+) -> bool:
+    """Start the default process group from ``torchrun``'s environment; returns whether this
+    is a multi-process run. A no-op (``False``) for a plain ``python`` launch or when a group
+    already exists (then ``True``).
+
+    ``backend`` defaults to ``nccl`` when CUDA is used (``device`` ``auto`` with a GPU, or a
+    ``cuda`` device) and ``gloo`` otherwise; with CUDA the process binds ``cuda:LOCAL_RANK``.
+    ``timeout_s`` bounds how long a collective waits for a peer that died or hangs.
+    """
+    if is_distributed():
+        return world_size() > 1
+    if not launched_by_torchrun():
+        return False
+    if not dist.is_available():
+        raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    for var in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ValueError(f"WORLD_SIZE > 1 but {var} is not set; launch with torchrun")
+    use_cuda = torch.cuda.is_available() and device != "cpu" and not device.startswith("cpu")
+    if backend is None:
+        backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    log.info("rank %d/%d initialised (%s)", rank(), world_size(), backend)
+    return True
+
+
+def shutdown() -> None:
+    """Destroy the default process group if there is one (end of a run, or after an error)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op alone)."""
+    if is_distributed() and world_size() > 1:
+        dist.barrier()
+
+
+def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+    """``True`` on every rank when ``flag`` is ``True`` on at least one (one tiny all-reduce)."""
+    if not is_distributed() or world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def all_reduce_mean(value: float, device: torch.device | None = None) -> float:
+    """Mean of a Python float over ranks (identity alone)."""
+    if not is_distributed() or world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / world_size()
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Replace each ``.grad`` by its mean over ranks (data parallelism without a DDP wrapper).
+
+    If every rank backpropagates the *same* global objective computed from gathered row blocks
+    (:func:`all_gather_with_grad`), the gather's backward hands each rank ``world`` times its
+    block's gradient, so the mean over ranks is exactly the single-process gradient.
+    """
+    if not is_distributed() or world_size() == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world_size())
+
+
+def gather_rng_states() -> list[Tensor]:
+    """Every rank's torch CPU generator state (``uint8 [5056]``), in rank order (collective)."""
+    state = torch.get_rng_state()
+    if not is_distributed() or world_size() == 1:
+        return [state]
+    wide = state.to(torch.int32)
+    parts = [torch.empty_like(wide) for _ in range(world_size())]
+    dist.all_gather(parts, wide)
+    return [p.to(torch.uint8) for p in parts]
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are the mean / variance over **all ranks' batches**
+    (what ``torch.nn.SyncBatchNorm`` does, for any device including CPU / gloo).
+
+    ``mean = Σ_r Σ x / N`` and ``var = Σ_r Σ (x − mean)² / N`` (``N`` the global count), both
+    with autograd-aware all-reduces, so the gradient equals single-process batch norm on the
+    concatenated batch. Eval mode and single-process training use the running statistics /
+    plain batch norm. Works for ``[B, C]``, ``[B, C, L]`` and ``[B, C, H, W]`` inputs.
+    """
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.ndim < 2:
+            raise ValueError(f"GlobalBatchNorm expects [B, C, ...], got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x: [B, C, ...]`` with global batch statistics (training, many ranks)."""
+        if not (self.training and is_distributed() and world_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0, *range(2, x.ndim)]
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        counts = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float64, device=x.device)
+        dist.all_reduce(counts)
+        count = float(counts.item())
+        with _quiet_deprecation():
+            mean = all_reduce(x.sum(dim=dims)) / count
+            centred = x - mean.reshape(shape)
+            var = all_reduce((centred * centred).sum(dim=dims)) / count
+        out = centred * torch.rsqrt(var.reshape(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                assert self.running_var is not None and self.num_batches_tracked is not None
+                self.num_batches_tracked.add_(1)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                unbiased = var.detach() * (count / max(count - 1.0, 1.0))
+                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+        return out
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """Replace every ``BatchNorm1d/2d/3d`` in ``module`` by a cross-rank one, keeping weights and
+    running statistics: torch's ``SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` elsewhere."""
+    if torch.device(device).type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, (GlobalBatchNorm, nn.SyncBatchNorm)
+    ):
+        ref = module.weight if module.affine else module.running_mean
+        new = GlobalBatchNorm(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            device=ref.device if ref is not None else None,
+            dtype=ref.dtype if ref is not None else None,
+        )
+        if module.affine:  # the same Parameter objects: requires_grad and optimiser state kept
+            new.weight, new.bias = module.weight, module.bias
+        new.running_mean, new.running_var = module.running_mean, module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, device))
+    return module
+
+
+@contextlib.contextmanager
+def process_group(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[bool]:
+    """``with process_group(): ...`` — :func:`init_from_env` on entry (yields whether the run is
+    multi-process), :func:`shutdown` on exit, also after an error, so no rank is left waiting
+    on a group whose owner is gone."""
+    started = not is_distributed() and init_from_env(device=device, timeout_s=timeout_s)
+    try:
+        yield started or (is_distributed() and world_size() > 1)
+    finally:
+        if started:
+            shutdown()

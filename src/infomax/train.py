@@ -14,6 +14,13 @@ deterministic function of ``(seed, epoch)`` and any randomness inside ``loss_fn`
 draws from torch's global generator. A non-finite loss raises :class:`DivergedError` before the
 step is applied; the last good checkpoint is left untouched.
 
+Distributed (``torchrun``, after :func:`infomax.dist.init_from_env`): the model is wrapped in
+``DistributedDataParallel`` (parameter gradients averaged over ranks), batch norm is made
+global with ``sync_batchnorm=True``, rank ``r`` seeds its random stream with ``seed + r`` (its
+augmentations differ from the other ranks'), the non-finite check is agreed by all ranks (they
+stop together), and only rank 0 shows progress, runs ``on_epoch_end`` and writes the checkpoint,
+which holds every rank's generator state so that resume stays exact.
+
 >>> import torch
 >>> from torch import nn
 >>> net = nn.Linear(2, 1)
@@ -40,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import dist as _dist
 from .reports import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     checkpoint_every: int = 1
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -314,7 +323,14 @@ def fit(
     ``out_dir/checkpoint.pt``.
     """
     device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is None and _dist.is_distributed():
+        device = torch.device("cuda", _dist.local_rank())
+    distributed = _dist.is_distributed() and _dist.world_size() > 1
+    rank, world = _dist.rank(), _dist.world_size()
+    is_main = rank == 0
     model.to(device)
+    if distributed and config.sync_batchnorm:
+        _dist.convert_sync_batchnorm(model, device)
     optimizer = build_optimizer(model, config)
     use_amp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -332,13 +348,33 @@ def fit(
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         history = list(state["history"])
         set_rng_state(state["rng"])
+        ranks_rng = state.get("rng_ranks")
+        if ranks_rng is not None and len(ranks_rng) == world:
+            torch.set_rng_state(ranks_rng[rank])
+        elif world > 1 or (ranks_rng is not None and len(ranks_rng) != 1):
+            saved = len(ranks_rng) if ranks_rng is not None else 1
+            log.warning(
+                "checkpoint was written by %d rank(s), resuming on %d: the random streams "
+                "restart from seed + rank + 1000·epoch, so the result will differ from an "
+                "uninterrupted run",
+                saved,
+                world,
+            )
+            seed_everything(config.seed + rank + 1000 * start_epoch)
         last_ckpt, ckpt_epoch = ckpt_path, start_epoch
     else:
-        seed_everything(config.seed)
+        seed_everything(config.seed + rank)
+    train_model: nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     t_start = time.perf_counter()
     prior_seconds = float(history[-1]["total_seconds"]) if history else 0.0
-    with _progress(config.progress, config.epochs) as bar:
+    with _progress(config.progress and is_main, config.epochs) as bar:
         for epoch in range(start_epoch, config.epochs):
             model.train()
             epoch_batches = batches(epoch)
@@ -356,15 +392,18 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = loss_fn(model, batch)
-                if not torch.isfinite(loss.detach()).all():
+                    loss = loss_fn(train_model, batch)
+                bad = not bool(torch.isfinite(loss.detach()).all())
+                if _dist.any_rank(bad, device) if distributed else bad:
                     kept = (
                         f"the last good checkpoint {str(last_ckpt)!r} (epoch {ckpt_epoch}) is kept"
                         if last_ckpt is not None
                         else "no checkpoint had been written yet"
                     )
+                    where = f" on rank {rank}" if distributed else ""
                     raise DivergedError(
-                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; "
+                        f"loss became {float(loss.detach())}{where} at epoch {epoch + 1}, "
+                        f"step {i + 1}; "
                         f"{kept}. Try a lower learning rate, a larger temperature or grad_clip."
                     )
                 optimizer.zero_grad(set_to_none=True)
@@ -377,22 +416,25 @@ def fit(
                 global_step += 1
                 if after_step is not None:
                     after_step(model, global_step)
-                n_images += _batch_size(batch)
+                n_images += _batch_size(batch) * world
                 loss_sum += float(loss.detach())
                 n_seen += 1
                 if bar is not None and task is not None:
                     ips = n_images / max(time.perf_counter() - t0, 1e-9)
                     bar.update(task, advance=1, loss=loss_sum / n_seen, ips=ips)
             seconds = time.perf_counter() - t0
+            epoch_loss = loss_sum / max(n_seen, 1)
+            if distributed:
+                epoch_loss = _dist.all_reduce_mean(epoch_loss, device)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "loss": loss_sum / max(n_seen, 1),
+                "loss": epoch_loss,
                 "lr": lr,
                 "steps": n_seen,
                 "seconds": seconds,
                 "images_per_s": n_images / max(seconds, 1e-9),
             }
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and is_main:
                 model.eval()
                 record.update(on_epoch_end(epoch, model))
             record["total_seconds"] = prior_seconds + time.perf_counter() - t_start
@@ -402,6 +444,7 @@ def fit(
             if ckpt_path is not None and (
                 done % config.checkpoint_every == 0 or done == config.epochs
             ):
+                ranks_rng = _dist.gather_rng_states() if distributed else None
                 payload: dict[str, Any] = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -413,7 +456,13 @@ def fit(
                 }
                 if use_amp:
                     payload["scaler"] = scaler.state_dict()
-                atomic_torch_save(payload, ckpt_path)
+                if ranks_rng is not None:
+                    payload["rng_ranks"] = ranks_rng
+                    payload["world_size"] = world
+                if is_main:
+                    atomic_torch_save(payload, ckpt_path)
+                if distributed:
+                    _dist.barrier()  # nobody resumes from a half-written epoch
                 last_ckpt, ckpt_epoch = ckpt_path, done
     total = prior_seconds + time.perf_counter() - t_start
     return TrainResult(

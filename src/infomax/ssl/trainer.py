@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import reports
+from .. import dist, reports
 from ..augment import Normalize, build_augment, to_float
 from ..data import DATASETS, ImageDataset, load_dataset
 from ..eval import alignment, extract_features, knn_accuracy, linear_probe, uniformity
@@ -72,6 +72,7 @@ class SSLConfig:
     device: str = "auto"
     amp: bool = True
     progress: bool = True
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -117,6 +118,7 @@ class SSLConfig:
             device=self.device,
             seed=self.seed,
             progress=self.progress,
+            sync_batchnorm=self.sync_batchnorm,
         )
 
     def encoder_name(self) -> str:
@@ -149,21 +151,45 @@ def build_model(config: SSLConfig) -> nn.Module:
 
 
 class EpochBatches:
-    """Mini-batches of one epoch: a permutation seeded by ``(seed, epoch)``, last partial batch
-    dropped. Yields ``images[idx]`` (``uint8 [B, C, H, W]``)."""
+    """This rank's mini-batches of one epoch: ``images[idx]`` (``uint8 [B / world, C, H, W]``).
 
-    def __init__(self, images: Tensor, batch_size: int, seed: int, epoch: int) -> None:
-        self.images, self.seed, self.epoch = images, seed, epoch
-        self.batch_size = min(batch_size, images.shape[0])
+    ``batch_size`` is the **global** batch (all ranks together; it must divide by ``world``).
+    Indices come from a ``DistributedSampler`` (shuffled by ``(seed, epoch)``, the tail that does
+    not fill a global batch dropped), so the images of global step ``i`` are the same set for any
+    number of ranks: one process sees them as one batch, ``world`` processes as ``world`` slices.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        from torch.utils.data import DistributedSampler
+
+        n = images.shape[0]
+        global_batch = min(batch_size, n - n % world)
+        if global_batch % world or global_batch < 2 * world:
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by the {world} ranks and give "
+                f">= 2 images per rank (dataset: {n} images)"
+            )
+        self.images, self.local = images, global_batch // world
+        self.sampler = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self.images.shape[0] // self.batch_size
+        return len(self.sampler) // self.local
 
     def __iter__(self) -> Iterator[Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.images.shape[0], generator=gen).to(self.images.device)
+        idx = torch.tensor(list(self.sampler), dtype=torch.long, device=self.images.device)
         for i in range(len(self)):
-            yield self.images[perm[i * self.batch_size : (i + 1) * self.batch_size]]
+            yield self.images[idx[i * self.local : (i + 1) * self.local]]
 
 
 def _subset(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
@@ -226,12 +252,21 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
 
     Keys: ``linear_probe_acc``, ``knn_acc``, ``alignment``, ``uniformity``, ``final_loss``,
     ``epochs``, ``train_seconds``, ``images_per_s``.
+
+    Under ``torchrun`` (a process group from :func:`infomax.dist.init_from_env`) every rank
+    trains on its slice of each global batch of ``config.batch_size`` images, with negatives
+    gathered from all ranks; rank 0 alone evaluates and writes the outputs, the other ranks
+    return ``{}``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.data, config.data_dir)
     device = resolve_device(config.device)
-    reports.write_json(out / CONFIG_NAME, asdict(config))
+    if device.type == "cuda" and device.index is None and dist.is_distributed():
+        device = torch.device("cuda", dist.local_rank())
+    rank, world = dist.rank(), dist.world_size()
+    if rank == 0:
+        reports.write_json(out / CONFIG_NAME, asdict(config))
     train_x, _ = _subset(dataset.train_x, dataset.train_y, config.train_subset)
     images = train_x.to(device)
     if images.shape[0] < 2:
@@ -264,7 +299,7 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
 
     result = fit(
         model,
-        lambda epoch: EpochBatches(images, config.batch_size, config.seed, epoch),
+        lambda epoch: EpochBatches(images, config.batch_size, config.seed, epoch, rank, world),
         loss_fn,
         config.train_config(),
         out_dir=out,
@@ -272,6 +307,8 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
         after_step=after_step,
         on_epoch_end=on_epoch_end,
     )
+    if rank != 0:
+        return {}
     t0 = time.perf_counter()
     metrics: dict[str, Any] = evaluate_model(model, dataset, config, device)
     history = result.history
@@ -284,6 +321,7 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
         train_images=int(images.shape[0]),
         device=str(device),
         torch_threads=torch.get_num_threads(),
+        world_size=world,
     )
     reports.write_results(
         out, config=config, results=metrics, seed=config.seed, extra={"curves": history}

@@ -1,0 +1,256 @@
+"""Distributed training (2 gloo ranks on CPU): same loss and gradients as one process on the
+concatenated batch, MoCo's queue fed by all ranks, exact resume, and no hang when a rank fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dist_helpers import init_gloo, run_ranks
+from infomax import dist
+from infomax.augment import build_augment, to_float
+from infomax.models import MLPEncoder
+from infomax.ssl import MoCoV2, SimCLR
+from infomax.ssl.losses import Objective
+from infomax.ssl.trainer import EpochBatches
+from infomax.train import TrainConfig, fit, load_checkpoint
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed unavailable"
+)
+
+WORLD, N_GLOBAL, IN_DIM = 2, 8, 12
+
+
+def _simclr(objective: str) -> nn.Module:
+    torch.manual_seed(0)
+    enc = MLPEncoder(IN_DIM, hidden=10)
+    return SimCLR(enc, objective=Objective(objective), proj_dim=6, proj_hidden=10).double()
+
+
+def _views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x1 = torch.randn(N_GLOBAL, IN_DIM, generator=g, dtype=torch.float64)
+    return x1, x1 + 0.3 * torch.randn(N_GLOBAL, IN_DIM, generator=g, dtype=torch.float64)
+
+
+def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _loss_and_grad_worker(rank: int, world: int, init_file: str, out: str, objective: str) -> None:
+    init_gloo(rank, world, init_file)
+    try:
+        model = dist.convert_sync_batchnorm(_simclr(objective))
+        ddp = nn.parallel.DistributedDataParallel(model)
+        x1, x2 = _views()
+        rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
+        loss = ddp(x1[rows], x2[rows])
+        loss.backward()  # DDP averages the parameter gradients over ranks
+        mean_loss = torch.tensor(dist.all_reduce_mean(float(loss.detach())), dtype=torch.float64)
+        torch.save({"loss": mean_loss, **_grads(model)}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.shutdown()
+
+
+@pytest.mark.parametrize("objective", ["infonce", "pearson"])
+def test_simclr_two_ranks_equal_one_process(tmp_path: Path, objective: str) -> None:
+    run_ranks(_loss_and_grad_worker, WORLD, tmp_path, str(tmp_path), objective)
+    model = _simclr(objective)
+    loss = model(*_views())
+    loss.backward()
+    expected = _grads(model)
+    assert len(expected) > 10  # encoder, BN and head parameters all have gradients
+    for r in range(WORLD):
+        got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+        torch.testing.assert_close(got.pop("loss"), loss.detach(), rtol=1e-12, atol=1e-12)
+        assert got.keys() == expected.keys()
+        for name, g in expected.items():
+            torch.testing.assert_close(got[name], g, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_without_sync_bn_the_gradient_differs(tmp_path: Path) -> None:
+    """The equality above needs global batch-norm statistics: per-rank BN is a different
+    function of the batch (this guards the test against passing for a trivial reason)."""
+    model = _simclr("infonce")
+    x1, x2 = _views()
+    half = N_GLOBAL // 2
+    split = 0.5 * (model(x1[:half], x2[:half]) + model(x1[half:], x2[half:]))
+    assert not torch.allclose(split, model(x1, x2))
+
+
+def _moco_queue_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    init_gloo(rank, world, init_file)
+    try:
+        torch.manual_seed(0)
+        model = MoCoV2(MLPEncoder(IN_DIM, hidden=10), proj_dim=6, proj_hidden=10, queue_size=16)
+        x1, x2 = (v.float() for v in _views())
+        rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
+        before = int(model.queue.ptr)
+        model(x1[rows], x2[rows])
+        keys = nn.functional.normalize(model.keys(x2[rows]), dim=1)
+        torch.save(
+            {"queue": model.queue.keys.clone(), "keys": keys, "ptr": model.queue.ptr - before},
+            f"{out}/moco{rank}.pt",
+        )
+    finally:
+        dist.shutdown()
+
+
+def test_mocov2_enqueues_the_keys_of_all_ranks(tmp_path: Path) -> None:
+    run_ranks(_moco_queue_worker, WORLD, tmp_path, str(tmp_path))
+    res = [torch.load(tmp_path / f"moco{r}.pt", weights_only=True) for r in range(WORLD)]
+    all_keys = torch.cat([r["keys"] for r in res])
+    for r in res:
+        assert int(r["ptr"]) == N_GLOBAL  # both ranks' keys went in
+        torch.testing.assert_close(r["queue"][:N_GLOBAL], all_keys)  # in rank order
+    torch.testing.assert_close(res[0]["queue"], res[1]["queue"])  # one queue on every rank
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def _resume_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    init_gloo(rank, world, init_file)
+    try:
+        g = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g)
+        aug = build_augment("digits")
+
+        def setup() -> nn.Module:
+            torch.manual_seed(0)
+            return SimCLR(MLPEncoder(64, hidden=16), proj_dim=8, proj_hidden=16)
+
+        def batches(epoch: int) -> EpochBatches:
+            return EpochBatches(images, 16, 0, epoch, rank, world)  # 4 global steps per epoch
+
+        def loss_fn(m: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+            x = to_float(batch)
+            return m(aug(x), aug(x))
+
+        cfg = TrainConfig(epochs=2, lr=1e-2, progress=False, sync_batchnorm=True)
+        full = setup()
+        fit(full, batches, loss_fn, cfg, out_dir=Path(out) / "full")
+
+        def crash(m: nn.Module, step: int) -> None:
+            if step == 5:  # first step of epoch 2, on every rank
+                raise _Crash
+
+        try:
+            fit(setup(), batches, loss_fn, cfg, out_dir=Path(out) / "split", after_step=crash)
+        except _Crash:
+            pass
+        dist.barrier()
+        ckpt = load_checkpoint(Path(out) / "split" / "checkpoint.pt")
+        assert ckpt["epoch"] == 1 and len(ckpt["rng_ranks"]) == world
+        torch.manual_seed(1234 + rank)  # disturb the generators: resume must restore them
+        resumed = setup()
+        fit(resumed, batches, loss_fn, cfg, out_dir=Path(out) / "split", resume=True)
+        same = all(
+            torch.equal(a, b)
+            for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True)
+        )
+        moved = not torch.equal(
+            setup().state_dict()["projector.0.weight"], full.state_dict()["projector.0.weight"]
+        )
+        torch.save({"same": same, "moved": moved}, f"{out}/resume{rank}.pt")
+    finally:
+        dist.shutdown()
+
+
+def test_two_rank_resume_gives_the_same_weights(tmp_path: Path) -> None:
+    run_ranks(_resume_worker, WORLD, tmp_path, str(tmp_path), timeout=300)
+    for r in range(WORLD):
+        res = torch.load(tmp_path / f"resume{r}.pt", weights_only=True)
+        assert res["moved"], "training did not change the weights"
+        assert res["same"], f"rank {r}: resumed weights differ from the uninterrupted run"
+
+
+FAILING_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import torch
+    from torch import nn
+    from infomax import dist
+    from infomax.train import TrainConfig, fit
+
+    torch.set_num_threads(1)
+    with dist.process_group(device="cpu"):
+        torch.manual_seed(0)
+        net = nn.Linear(4, 1)
+        data = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(10_000)]
+
+        def loss_fn(m, batch):
+            if dist.rank() == 1 and loss_fn.calls == 3:
+                raise RuntimeError("rank 1 fails on purpose")
+            loss_fn.calls += 1
+            return ((m(batch[0]) - batch[1]) ** 2).mean()
+
+        loss_fn.calls = 0
+        fit(net, lambda e: data, loss_fn, TrainConfig(epochs=1000, progress=False))
+    """
+)
+
+
+def test_a_failing_rank_ends_the_torchrun_job_quickly(tmp_path: Path) -> None:
+    script = tmp_path / "fail.py"
+    script.write_text(FAILING_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*cmd, str(script)], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "rank 1 fails on purpose" in proc.stdout + proc.stderr
+    assert elapsed < 60, f"the run took {elapsed:.0f} s to stop"
+
+
+def test_convert_sync_batchnorm_keeps_parameters_and_matches_batchnorm_alone() -> None:
+    torch.manual_seed(0)
+    model = MoCoV2(MLPEncoder(IN_DIM, hidden=10), proj_dim=6, proj_hidden=10, queue_size=8)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    x1, x2 = (v.float() for v in _views())
+    ref = model(x1, x2)
+    params_before = dict(model.named_parameters())
+    n_bn = sum(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    dist.convert_sync_batchnorm(model)
+    assert n_bn == 6  # encoder 2 + projector 1, online and momentum branches
+    assert sum(isinstance(m, dist.GlobalBatchNorm) for m in model.modules()) == n_bn
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == frozen
+    assert all(params_before[n] is p for n, p in model.named_parameters())
+    torch.manual_seed(0)
+    twin = MoCoV2(MLPEncoder(IN_DIM, hidden=10), proj_dim=6, proj_hidden=10, queue_size=8)
+    twin(x1, x2)  # same BN running-stat updates and queue as `model` before conversion
+    twin.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(x1, x2), twin(x1, x2))  # one process: plain batch norm
+    assert ref.isfinite()
+
+
+def test_torchrun_train_mocov2_sync_bn(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    args = ["-m", "infomax", "train", "mocov2", "--data", "digits", "--epochs", "1"]
+    args += ["--batch-size", "128", "--sync-bn", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["results"]["world_size"] == 2
+    assert results["config"]["sync_batchnorm"] is True
+    assert 0.5 < results["results"]["linear_probe_acc"] <= 1.0
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["world_size"] == 2 and len(ckpt["rng_ranks"]) == 2
