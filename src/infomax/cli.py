@@ -83,23 +83,32 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     out: str | None = typer.Option(None, help="Folder for results.json, curve CSV and plot."),
 ) -> None:
-    """Estimate I(X;Y) in nats with a variational bound (held-out estimate + bootstrap CI)."""
+    """Estimate I(X;Y) in nats with a variational bound (held-out estimate + bootstrap CI).
+
+    Data-parallel: `torchrun --nproc-per-node N -m infomax estimate ...` splits each batch's
+    critic rows over the ranks (--batch-size divisible by N); rank 0 prints and writes.
+    """
+    from . import dist
     from .arrays import load_pair
     from .estimate import estimate_mi
 
     xs, ys = load_pair(x, y)
-    result = estimate_mi(
-        xs,
-        ys,
-        bound=bound,
-        critic=critic,
-        batch_size=batch_size,
-        steps=steps,
-        lr=lr,
-        seed=seed,
-        device=device,
-        progress=not as_json,
-    )
+    with dist.process_group(device=device):
+        main_rank = dist.rank() == 0
+        result = estimate_mi(
+            xs,
+            ys,
+            bound=bound,
+            critic=critic,
+            batch_size=batch_size,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            device=device,
+            progress=not as_json,
+        )
+    if not main_rank:
+        return
     if out:
         _write_estimate(result, out)
     if as_json:

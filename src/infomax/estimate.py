@@ -9,6 +9,13 @@ batches of ``K``. Training stops early when the held-out estimate has not improv
 ``patience`` evaluations; the weights of the best evaluation are restored and its held-out
 estimate is reported, with a bootstrap confidence interval over the held-out batches.
 
+Distributed (under ``torchrun``, after :func:`infomax.dist.init_from_env`): every rank draws the
+same global batch of ``K`` pairs (``K`` divisible by the number of ranks), scores its own
+``K / world`` rows against all ``K`` columns (critic evaluations, FLO's ``u`` on its pairs), and
+the row blocks are gathered with gradient into the full score matrix; the parameter gradients are
+averaged over ranks, which gives exactly the single-process gradient, so the ranks stay identical
+and the result equals a one-process run up to floating-point summation order.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(2000, 1)); y = x + rng.normal(size=(2000, 1))
@@ -35,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from . import bounds as _bounds
+from . import dist
 from ._checks import as_2d_tensor, check_paired, check_positive_int
 from .critics import build_critic, mlp
 from .registry import BOUNDS, CRITICS
@@ -165,10 +173,27 @@ class MIObjective(nn.Module):
             return _bounds.smile(scores, clip=self.smile_clip)
         return self.spec.estimate(scores, **extra)
 
+    def scores(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Score matrix ``[K, K]`` and extras of one batch; with several ranks each computes its
+        ``K / world`` rows against all columns and the blocks are gathered (with gradient)."""
+        world = dist.world_size()
+        if world == 1:
+            return self.critic(x, y), self._extra(x, y)
+        k = x.shape[0]
+        if k % world:
+            raise ValueError(f"batch of {k} pairs does not split over {world} ranks")
+        rows = slice(dist.rank() * (k // world), (dist.rank() + 1) * (k // world))
+        scores = dist.all_gather_with_grad(self.critic(x[rows], y))
+        extra = self._extra(x[rows], y[rows])
+        if "u" in extra:  # per positive pair: gathered like the rows
+            extra["u"] = dist.all_gather_with_grad(extra["u"])
+        if "baseline" in extra:  # b(y_j) per column: every rank needs all columns
+            extra = self._extra(x, y)
+        return scores, extra
+
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(training loss, reported estimate)`` on one batch ``x: [K, dx]``, ``y: [K, dy]``."""
-        scores = self.critic(x, y)
-        extra = self._extra(x, y)
+        scores, extra = self.scores(x, y)
         if self.mine is not None:
             value = self.mine(scores)
             return -value, value.detach()
@@ -178,7 +203,7 @@ class MIObjective(nn.Module):
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
         """The reported bound (nats) on one batch."""
-        return self._estimate_fn(self.critic(x, y), self._extra(x, y))
+        return self._estimate_fn(*self.scores(x, y))
 
 
 def _standardize(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
@@ -264,6 +289,10 @@ def estimate_mi(
     check_paired(xt, yt)
     n = xt.shape[0]
     k = cfg.batch_size
+    if k % dist.world_size():
+        raise ValueError(
+            f"batch_size={k} must be divisible by the number of ranks ({dist.world_size()})"
+        )
     n_test = int(round(n * cfg.test_fraction))
     n_train = n - n_test
     if n_test < k or n_train < 2 * k:
@@ -300,7 +329,7 @@ def estimate_mi(
     bad_evals = 0
     running: list[float] = []
     start = time.perf_counter()
-    reporter = _Progress(progress, cfg.steps, cfg.bound)
+    reporter = _Progress(progress if dist.rank() == 0 else False, cfg.steps, cfg.bound)
     step = 0
     try:
         for step in range(1, cfg.steps + 1):
@@ -311,6 +340,7 @@ def estimate_mi(
                 raise _diverged(cfg.bound, step, "the training loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(objective.parameters())
             if cfg.grad_clip is not None:
                 # per module: the critic's heavy-tailed exp-gradients must not starve the u-net
                 for module in objective.children():

@@ -195,15 +195,20 @@ def lr_factor(progress: float, config: TrainConfig) -> float:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; other names are validated (``ValueError``)."""
+    """``"auto"`` -> CUDA when available, else CPU; other names are validated (``ValueError``).
+
+    Under ``torchrun`` a CUDA device without an index becomes ``cuda:LOCAL_RANK``."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"unknown device {device!r}: {err}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None and _dist.is_distributed():
+        dev = torch.device("cuda", _dist.local_rank())
     return dev
 
 
@@ -323,8 +328,6 @@ def fit(
     ``out_dir/checkpoint.pt``.
     """
     device = resolve_device(config.device)
-    if device.type == "cuda" and device.index is None and _dist.is_distributed():
-        device = torch.device("cuda", _dist.local_rank())
     distributed = _dist.is_distributed() and _dist.world_size() > 1
     rank, world = _dist.rank(), _dist.world_size()
     is_main = rank == 0

@@ -262,8 +262,6 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(config.data, config.data_dir)
     device = resolve_device(config.device)
-    if device.type == "cuda" and device.index is None and dist.is_distributed():
-        device = torch.device("cuda", dist.local_rank())
     rank, world = dist.rank(), dist.world_size()
     if rank == 0:
         reports.write_json(out / CONFIG_NAME, asdict(config))
