@@ -31,10 +31,11 @@ pytestmark = pytest.mark.skipif(
 WORLD, N_GLOBAL, IN_DIM = 2, 8, 12
 
 
-def _simclr(objective: str) -> nn.Module:
+def _simclr(objective: str, memory_efficient: bool = False) -> nn.Module:
     torch.manual_seed(0)
     enc = MLPEncoder(IN_DIM, hidden=10)
-    return SimCLR(enc, objective=Objective(objective), proj_dim=6, proj_hidden=10).double()
+    obj = Objective(objective, memory_efficient=memory_efficient)
+    return SimCLR(enc, objective=obj, proj_dim=6, proj_hidden=10).double()
 
 
 def _views() -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,10 +48,12 @@ def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _loss_and_grad_worker(rank: int, world: int, init_file: str, out: str, objective: str) -> None:
+def _loss_and_grad_worker(
+    rank: int, world: int, init_file: str, out: str, objective: str, tiled: bool
+) -> None:
     init_gloo(rank, world, init_file)
     try:
-        model = dist.convert_sync_batchnorm(_simclr(objective))
+        model = dist.convert_sync_batchnorm(_simclr(objective, tiled))
         ddp = nn.parallel.DistributedDataParallel(model)
         x1, x2 = _views()
         rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
@@ -62,9 +65,11 @@ def _loss_and_grad_worker(rank: int, world: int, init_file: str, out: str, objec
         dist.shutdown()
 
 
+@pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
 @pytest.mark.parametrize("objective", ["infonce", "pearson"])
-def test_simclr_two_ranks_equal_one_process(tmp_path: Path, objective: str) -> None:
-    run_ranks(_loss_and_grad_worker, WORLD, tmp_path, str(tmp_path), objective)
+def test_simclr_two_ranks_equal_one_process(tmp_path: Path, objective: str, tiled: bool) -> None:
+    """Each rank: its half of the batch, columns gathered (the tiled kernels gather inside)."""
+    run_ranks(_loss_and_grad_worker, WORLD, tmp_path, str(tmp_path), objective, tiled)
     model = _simclr(objective)
     loss = model(*_views())
     loss.backward()
@@ -256,7 +261,15 @@ def test_torchrun_train_mocov2_sync_bn(tmp_path: Path) -> None:
     assert ckpt["world_size"] == 2 and len(ckpt["rng_ranks"]) == 2
 
 
-ESTIMATE_CASES = [("flo", "dot"), ("tuba", "joint"), ("mine", "cosine")]
+# (bound, critic, memory_efficient): dense score-row blocks, or the tiled kernels' shares
+ESTIMATE_CASES = [
+    ("flo", "dot", False),
+    ("tuba", "joint", False),
+    ("mine", "cosine", False),
+    ("flo", "dot", True),
+    ("tuba", "bilinear", True),
+    ("js", "gaussian", True),
+]
 
 
 def _estimate_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,22 +278,21 @@ def _estimate_data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, x + 0.7 * torch.randn(600, 3, generator=g, dtype=torch.float64)
 
 
-def _estimate(bound: str, critic: str) -> object:
+def _estimate(bound: str, critic: str, memory_efficient: bool) -> object:
     from infomax.estimate import estimate_mi
 
     x, y = _estimate_data()
-    return estimate_mi(
-        x, y, bound, critic, batch_size=40, steps=40, eval_every=10, progress=False, hidden=16
-    )
+    kw = {"batch_size": 40, "steps": 40, "eval_every": 10, "progress": False, "hidden": 16}
+    return estimate_mi(x, y, bound, critic, memory_efficient=memory_efficient, **kw)
 
 
 def _estimate_worker(rank: int, world: int, init_file: str, out: str) -> None:
     init_gloo(rank, world, init_file)
     try:
         res = {}
-        for bound, critic in ESTIMATE_CASES:
-            est = _estimate(bound, critic)
-            res[f"{bound}/{critic}"] = torch.tensor(
+        for bound, critic, tiled in ESTIMATE_CASES:
+            est = _estimate(bound, critic, tiled)
+            res[f"{bound}/{critic}/{tiled}"] = torch.tensor(
                 [est.mi, est.train_mi] + [h["test"] for h in est.history]  # type: ignore[attr-defined]
             )
         torch.save(res, f"{out}/estimate{rank}.pt")
@@ -291,9 +303,10 @@ def _estimate_worker(rank: int, world: int, init_file: str, out: str) -> None:
 def test_estimate_mi_two_ranks_equals_one_process(tmp_path: Path) -> None:
     run_ranks(_estimate_worker, WORLD, tmp_path, str(tmp_path), timeout=300)
     ranks = [torch.load(tmp_path / f"estimate{r}.pt", weights_only=True) for r in range(WORLD)]
-    for bound, critic in ESTIMATE_CASES:
-        est = _estimate(bound, critic)
+    for bound, critic, tiled in ESTIMATE_CASES:
+        est = _estimate(bound, critic, False)  # one process, dense: the reference
         expected = torch.tensor([est.mi, est.train_mi] + [h["test"] for h in est.history])  # type: ignore[attr-defined]
         for r in ranks:
             # float32 training: only the order of summation differs between the runs
-            torch.testing.assert_close(r[f"{bound}/{critic}"], expected, rtol=2e-3, atol=2e-3)
+            got = r[f"{bound}/{critic}/{tiled}"]
+            torch.testing.assert_close(got, expected, rtol=2e-3, atol=2e-3)

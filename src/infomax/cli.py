@@ -81,6 +81,11 @@ def estimate(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 ..."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    memory_efficient: bool | None = typer.Option(
+        None,
+        "--memory-efficient/--dense",
+        help="Tiled kernels that never hold the K×K scores (default: automatic from K = 4096).",
+    ),
     out: str | None = typer.Option(None, help="Folder for results.json, curve CSV and plot."),
 ) -> None:
     """Estimate I(X;Y) in nats with a variational bound (held-out estimate + bootstrap CI).
@@ -105,6 +110,7 @@ def estimate(
             lr=lr,
             seed=seed,
             device=device,
+            memory_efficient=memory_efficient,
             progress=not as_json,
         )
     if not main_rank:
@@ -268,6 +274,12 @@ def train(
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="Under torchrun: batch-norm statistics over all ranks."
     ),
+    memory_efficient: bool | None = typer.Option(
+        None,
+        "--memory-efficient/--dense",
+        help="Tiled loss kernels that never hold the score matrix (default: automatic from "
+        "4096² scores on).",
+    ),
     out: str = typer.Option("infomax-train", help="Output folder."),
 ) -> None:
     """Train a contrastive encoder (SimCLR, MoCo v2, MoCo v3); report probe and kNN accuracy.
@@ -302,6 +314,7 @@ def train(
             seed=seed,
             device=device,
             sync_batchnorm=sync_bn,
+            memory_efficient=memory_efficient,
             progress=dist.rank() == 0,
         )
         train_ssl(config, out, resume=resume)

@@ -16,6 +16,7 @@ torch.Size([5, 5])
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -130,6 +131,12 @@ class SeparableCritic(nn.Module):
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]] | None:
+        """``(a, b, kwargs)`` with ``score(gx, hy) = critic(a, b)`` for the tiled kernels of
+        :mod:`infomax.kernels` (``kwargs``: ``critic`` and its ``temperature`` / ``sigma``), or
+        ``None`` when the score is not an inner product (``lp``)."""
+        return None
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Score matrix ``S: [K, K]`` (``[K, M]`` when ``y`` has ``M`` rows)."""
         return self.score(self.embed_x(x), self.embed_y(y))
@@ -147,6 +154,9 @@ class DotCritic(SeparableCritic):
 
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return dot_scores(gx, hy)
+
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        return gx, hy, {"critic": "dot"}
 
 
 @CRITICS.register("cosine")
@@ -176,6 +186,9 @@ class CosineCritic(SeparableCritic):
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return cosine_scores(gx, hy, self.temperature)
 
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        return gx, hy, {"critic": "cosine", "temperature": self.temperature}
+
 
 @CRITICS.register("gaussian")
 class GaussianCritic(SeparableCritic):
@@ -194,6 +207,9 @@ class GaussianCritic(SeparableCritic):
 
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return gaussian_scores(gx, hy, self.sigma)
+
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        return gx, hy, {"critic": "gaussian", "sigma": self.sigma}
 
 
 @CRITICS.register("lp")
@@ -232,6 +248,9 @@ class BilinearCritic(SeparableCritic):
 
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return gx @ self.weight @ hy.transpose(-1, -2)
+
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        return gx @ self.weight, hy, {"critic": "dot"}
 
 
 @CRITICS.register("joint")

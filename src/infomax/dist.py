@@ -178,6 +178,15 @@ def all_reduce_mean(value: float, device: torch.device | None = None) -> float:
     return float(t.item()) / world_size()
 
 
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """Sum of a (detached) tensor over ranks, as a new tensor (identity alone)."""
+    if not is_distributed() or world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
     """Replace each ``.grad`` by its mean over ranks (data parallelism without a DDP wrapper).
 

@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from . import bounds as _bounds
 from . import dist
 from ._checks import as_2d_tensor, check_paired, check_positive_int
-from .critics import build_critic, mlp
+from .critics import SeparableCritic, build_critic, mlp
+from .kernels import AUTO_MIN_ENTRIES, tiled_objective
 from .registry import BOUNDS, CRITICS
 from .reports import to_jsonable, versions
 from .train import resolve_device
@@ -74,10 +75,17 @@ class EstimateConfig:
     confidence: float = 0.95
     seed: int = 0
     device: str = "auto"
+    memory_efficient: bool | None = None
 
     def __post_init__(self) -> None:
         BOUNDS.get(self.bound)  # ValueError listing valid names
         CRITICS.get(self.critic)
+        if self.memory_efficient and (self.bound not in TILED_BOUNDS or self.critic == "lp"):
+            raise ValueError(
+                f"memory_efficient needs an inner-product critic (dot, cosine, gaussian, "
+                f"bilinear) and one of the bounds {sorted(TILED_BOUNDS)}; got {self.critic!r} / "
+                f"{self.bound!r} (MINE's running mean needs the score matrix: use 'dv')"
+            )
         for name in ("batch_size", "steps", "hidden", "layers", "embed_dim", "eval_every"):
             check_positive_int(getattr(self, name), name, minimum=2 if name == "batch_size" else 1)
         check_positive_int(self.patience, "patience", minimum=1)
@@ -129,6 +137,18 @@ class MIEstimate:
         return json.dumps(self.to_dict(), indent=2)
 
 
+#: bound -> (tiled objective that training maximises (+1) or minimises (−1), reported objective)
+TILED_BOUNDS: dict[str, tuple[str, int, str]] = {
+    "infonce": ("infonce", 1, "infonce"),
+    "nwj": ("nwj", 1, "nwj"),
+    "dv": ("dv", 1, "dv"),
+    "tuba": ("tuba", 1, "tuba"),
+    "flo": ("flo", 1, "flo"),
+    "js": ("js_loss", -1, "js"),
+    "smile": ("js_loss", -1, "smile"),
+}
+
+
 class MIObjective(nn.Module):
     """A critic plus whatever extra its bound needs; ``loss`` trains, ``estimate`` reports.
 
@@ -145,11 +165,24 @@ class MIObjective(nn.Module):
         hidden: int = 256,
         layers: int = 2,
         smile_clip: float = 5.0,
+        memory_efficient: bool | None = None,
     ) -> None:
         super().__init__()
         self.spec: _bounds.BoundSpec = BOUNDS.get(bound)
         self.critic = critic
         self.smile_clip = smile_clip
+        self.memory_efficient = memory_efficient
+        form = getattr(critic, "kernel_form", None)
+        self._has_kernel = (
+            bound in TILED_BOUNDS
+            and form is not None
+            and (getattr(type(critic), "kernel_form", None) is not SeparableCritic.kernel_form)
+        )
+        if memory_efficient and not self._has_kernel:
+            raise ValueError(
+                f"memory_efficient needs an inner-product critic and a bound in "
+                f"{sorted(TILED_BOUNDS)}; got {type(critic).__name__} / {bound!r}"
+            )
         self.extra_net: nn.Module | None = None
         self.mine: _bounds.MINELoss | None = None
         if self.spec.extra == "u":
@@ -173,6 +206,38 @@ class MIObjective(nn.Module):
             return _bounds.smile(scores, clip=self.smile_clip)
         return self.spec.estimate(scores, **extra)
 
+    def tiled(self, k: int) -> bool:
+        """Whether a batch of ``k`` pairs goes through :mod:`infomax.kernels` (never holding
+        the ``[k, k]`` scores): asked for, or automatic from ``AUTO_MIN_ENTRIES`` scores on."""
+        if not self._has_kernel or self.memory_efficient is False:
+            return False
+        return bool(self.memory_efficient) or k * k >= AUTO_MIN_ENTRIES
+
+    def _tiled(self, x: Tensor, y: Tensor, train: bool) -> tuple[Tensor | None, Tensor]:
+        """``(training loss or None, reported estimate)`` from the tiled kernels. With several
+        ranks each takes its rows; the kernels gather the columns and return shares, the
+        estimate is their sum and the loss ``world ×`` the share (so that averaging the
+        gradients over ranks gives the global batch's gradient)."""
+        world, k = dist.world_size(), x.shape[0]
+        rows = slice(dist.rank() * (k // world), (dist.rank() + 1) * (k // world))
+        xr, yr = x[rows], y[rows]
+        a, b, kw = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
+        extra = self._extra(xr, yr)
+        train_name, sign, report_name = TILED_BOUNDS[self.spec.name]
+        loss = None
+        if train:
+            value = tiled_objective(a, b, train_name, clip=self.smile_clip, **kw, **extra)
+            loss = -sign * world * value
+        if train and report_name == train_name:
+            share = value.detach()
+        else:
+            with torch.no_grad():
+                det = {n: t.detach() for n, t in extra.items()}
+                share = tiled_objective(
+                    a.detach(), b.detach(), report_name, clip=self.smile_clip, **kw, **det
+                )
+        return loss, dist.all_reduce_sum(share)
+
     def scores(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Score matrix ``[K, K]`` and extras of one batch; with several ranks each computes its
         ``K / world`` rows against all columns and the blocks are gathered (with gradient)."""
@@ -193,6 +258,10 @@ class MIObjective(nn.Module):
 
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(training loss, reported estimate)`` on one batch ``x: [K, dx]``, ``y: [K, dy]``."""
+        if self.tiled(x.shape[0]):
+            loss, value = self._tiled(x, y, train=True)
+            assert loss is not None
+            return loss, value
         scores, extra = self.scores(x, y)
         if self.mine is not None:
             value = self.mine(scores)
@@ -203,6 +272,8 @@ class MIObjective(nn.Module):
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
         """The reported bound (nats) on one batch."""
+        if self.tiled(x.shape[0]):
+            return self._tiled(x, y, train=False)[1]
         return self._estimate_fn(*self.scores(x, y))
 
 
@@ -268,7 +339,9 @@ def estimate_mi(
             ``fn(step, held_out_estimate_or_None)``.
         config: a full :class:`EstimateConfig`; ``options`` override its fields
             (``lr, hidden, layers, embed_dim, test_fraction, standardize, eval_every, patience,
-            smile_clip, n_bootstrap, confidence, seed, device``).
+            smile_clip, n_bootstrap, confidence, seed, device, memory_efficient``;
+            ``memory_efficient``: train and evaluate through the tiled kernels of
+            :mod:`infomax.kernels` — ``None`` does so automatically from ``K = 4096`` on).
 
     Returns:
         :class:`MIEstimate` with the held-out estimate, its CI and the training curve.
@@ -319,7 +392,14 @@ def estimate_mi(
         cfg.critic, dx, dy, hidden=cfg.hidden, layers=cfg.layers, embed_dim=cfg.embed_dim
     )
     objective = MIObjective(
-        cfg.bound, net, dx, dy, hidden=cfg.hidden, layers=cfg.layers, smile_clip=cfg.smile_clip
+        cfg.bound,
+        net,
+        dx,
+        dy,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        smile_clip=cfg.smile_clip,
+        memory_efficient=cfg.memory_efficient,
     ).to(device)
     optimizer = torch.optim.Adam(objective.parameters(), lr=cfg.lr)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)

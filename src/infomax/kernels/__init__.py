@@ -6,8 +6,9 @@ dense functions of :mod:`infomax.bounds` and :mod:`infomax.divergences`.
   ``torch.autograd.Function`` that forms its gradient in the forward pass.
 - :func:`tiled_objective` / :func:`dense_objective` / :func:`objective_from_embeddings`: every
   bound and f-MICL divergence from embeddings ``a, b: [K, d]`` (``impl="auto"|"dense"|"tiled"``).
-- :func:`simclr_infonce` / :func:`ntxent_loss`: the SimCLR ``2N`` form; in one process it uses
-  :func:`symmetric_rowlse`, which exploits ``S = s·Z Zᵀ`` to need ~2 GEMM units instead of 3.
+- :func:`simclr_infonce` / :func:`ntxent_loss` / :func:`simclr_fmicl`: the SimCLR ``2N`` form;
+  InfoNCE in one process uses :func:`symmetric_rowlse`, which exploits ``S = s·Z Zᵀ`` to need
+  ~2 GEMM units instead of 3.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .objectives import (
     objective_from_embeddings,
     tiled_objective,
 )
-from .simclr import ntxent_loss, simclr_infonce
+from .simclr import ntxent_loss, simclr_fmicl, simclr_infonce
 from .symmetric import symmetric_rowlse
 from .tiled import TiledReduce, tiled_reduce
 
@@ -30,6 +31,7 @@ __all__ = [
     "dense_objective",
     "ntxent_loss",
     "objective_from_embeddings",
+    "simclr_fmicl",
     "simclr_infonce",
     "symmetric_rowlse",
     "tiled_objective",

@@ -41,6 +41,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -160,15 +161,21 @@ def _one_side(
         neg = tiled_reduce(a, cols, "sum", row_shift=pos + uu, exclude_diagonal=True, **common)  # type: ignore[arg-type]
         return 1.0 / world - uu.sum() / m - neg / n
     # fmicl
-    if divergence is KL:
-        neg = tiled_reduce(a, cols, "sum", exclude_diagonal=True, phi="exp", **common)  # type: ignore[arg-type]
-    elif divergence is JS:
-        neg = tiled_reduce(a, cols, "sum", exclude_diagonal=True, phi="softplus", **common)  # type: ignore[arg-type]
-        neg = neg - _LOG2 * k * (m - 1)
-    else:
-        phi = divergence.negative
-        neg = tiled_reduce(a, cols, "sum", exclude_diagonal=True, phi=phi, **common)  # type: ignore[arg-type]
+    phi, per_entry = negative_phi(divergence)
+    neg = tiled_reduce(a, cols, "sum", exclude_diagonal=True, phi=phi, **common)  # type: ignore[arg-type]
+    neg = neg + per_entry * k * (m - 1)
     return divergence.positive(pos).sum() / m - alpha * neg / n
+
+
+def negative_phi(divergence: Divergence) -> tuple[str | Callable[[Tensor], Tensor], float]:
+    """``(φ, c)`` with ``divergence.negative(s) = φ(s) + c``: the fast in-place tile functions
+    for KL (``exp``, ``c = 0``) and JS (``softplus``, ``c = −log 2``), else the divergence's own
+    ``negative`` (differentiated per tile)."""
+    if divergence is KL:
+        return "exp", 0.0
+    if divergence is JS:
+        return "softplus", -_LOG2
+    return divergence.negative, 0.0
 
 
 def tiled_objective(

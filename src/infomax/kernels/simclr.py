@@ -29,7 +29,8 @@ from torch import Tensor
 
 from .. import dist
 from ..critics import cosine_scores, dot_scores, gaussian_scores
-from .objectives import _critic
+from ..divergences import Divergence, get_divergence
+from .objectives import _critic, negative_phi
 from .symmetric import symmetric_rowlse
 from .tiled import tiled_reduce
 
@@ -122,3 +123,44 @@ def ntxent_loss(
         symmetric=symmetric,
     )
     return math.log(2 * z1.shape[0] * dist.world_size() - 1) / dist.world_size() - bound
+
+
+def simclr_fmicl(
+    z1: Tensor,
+    z2: Tensor,
+    *,
+    divergence: str | Divergence = "kl",
+    alpha: float = 1.0,
+    temperature: float | Tensor = 0.5,
+    critic: str = "cosine",
+    sigma: float = 1.0,
+    tile_size: int | tuple[int, int] | None = None,
+) -> Tensor:
+    """f-MICL objective (maximised) of the ``2N`` SimCLR batch, tiled:
+
+        mean_i [ D.positive(S_{i, i±N}) − α · mean_{j ∉ {i, i±N}} D.negative(S_ij) ]
+
+    (:func:`infomax.ssl.losses.ntxent_loss` with a divergence is its dense form: loss = −this).
+    Each row's ``2N − 2`` negatives are the tiled sum over its non-self columns minus the
+    positive's own term, computed from the ``[N]`` positive scores. Across ranks the columns are
+    ``[gather(z1); gather(z2)]`` and each rank returns its share of the global value.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(
+            f"z1 and z2 must both be [N >= 2, d], got {tuple(z1.shape)}, {tuple(z2.shape)}"
+        )
+    div = get_divergence(divergence)
+    c = _critic(z1, z2, critic, temperature, sigma)
+    n = z1.shape[0]
+    n_all, r_off = n * dist.world_size(), dist.diagonal_offset(n)
+    rows_all = 2 * n_all
+    cols = torch.cat([dist.all_gather_with_grad(c.a), dist.all_gather_with_grad(c.b)])
+    a1, a2 = c.a * c.scale, c.b * c.scale
+    phi, per_entry = negative_phi(div)
+    kw = {"shift": c.shift, "exclude_diagonal": True, "phi": phi, "tile_size": tile_size}
+    s1 = tiled_reduce(a1, cols, "sum", diag_offset=r_off, **kw)  # type: ignore[arg-type]
+    s2 = tiled_reduce(a2, cols, "sum", diag_offset=n_all + r_off, **kw)  # type: ignore[arg-type]
+    pos = (a1 * c.b).sum(dim=1) + c.shift  # S_{i, i+N} = S_{i+N, i}: [N]
+    non_self = s1 + s2 + per_entry * 2 * n * (rows_all - 1)
+    neg = non_self - 2.0 * div.negative(pos).sum()  # drop each row's positive column
+    return (2.0 * div.positive(pos).sum() - alpha * neg / (rows_all - 2)) / rows_all

@@ -23,11 +23,13 @@ Keys / negatives arrive as tensors, so columns gathered from other ranks
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .. import dist, kernels
 from ..critics import cosine_scores, gaussian_scores
 from ..divergences import get_divergence
 from ..registry import DIVERGENCES
@@ -79,12 +81,16 @@ def split_scores(
 
 @dataclass(frozen=True)
 class Objective:
-    """An objective name (``infonce`` or a divergence), a similarity, ``τ`` and the f-MICL ``α``."""
+    """An objective name (``infonce`` or a divergence), a similarity, ``τ``, the f-MICL ``α``,
+    and whether in-batch losses use the tiled kernels of :mod:`infomax.kernels`
+    (``memory_efficient``: ``True`` / ``False``, or ``None`` for automatic: tiled from
+    :data:`infomax.kernels.AUTO_MIN_ENTRIES` score entries on)."""
 
     name: str = "infonce"
     similarity: str = "cosine"
     temperature: float = 0.5
     alpha: float = 1.0
+    memory_efficient: bool | None = None
 
     def __post_init__(self) -> None:
         if self.name not in objective_names():
@@ -109,6 +115,63 @@ class Objective:
     def loss(self, pos: Tensor, neg: Tensor) -> Tensor:
         """``−mean_i`` of :func:`contrastive_terms`."""
         return -contrastive_terms(pos, neg, self.name, self.alpha).mean()
+
+    def tiled(self, rows: int, cols: int) -> bool:
+        """Whether a ``[rows, cols]`` (global) score matrix goes through the tiled kernels."""
+        if self.memory_efficient is None:
+            return rows * cols >= kernels.AUTO_MIN_ENTRIES
+        return self.memory_efficient
+
+    def kernel_critic(self) -> dict[str, object]:
+        """This similarity as keyword arguments of the :mod:`infomax.kernels` functions."""
+        if self.similarity == "cosine":
+            return {"critic": "cosine", "temperature": self.temperature}
+        return {"critic": "gaussian", "sigma": self.temperature**0.5}
+
+
+def _fp32(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def simclr_loss(z1: Tensor, z2: Tensor, objective: Objective) -> Tensor:
+    """SimCLR loss of this rank's views ``z1, z2: [N, d]`` against the ``2N·world`` views of all
+    ranks: :func:`ntxent_loss` on gathered columns, or — when ``objective.tiled`` — the tiled
+    kernels (:func:`infomax.kernels.ntxent_loss`, :func:`infomax.kernels.simclr_fmicl`), equal in
+    value and gradient without the ``[2N, 2N·world]`` matrix. Either way the value is this rank's
+    mean over its rows (DDP's gradient averaging then gives the global batch's gradient)."""
+    n, world = z1.shape[0], dist.world_size()
+    rows = 2 * n * world
+    if not objective.tiled(rows, rows):
+        cols = dist.all_gather_with_grad(torch.cat([z1, z2]))
+        return ntxent_loss(z1, z2, objective, cols, offset=dist.rank() * 2 * n)
+    z1, z2, kw = _fp32(z1), _fp32(z2), objective.kernel_critic()
+    if objective.name == "infonce":  # the kernels return this rank's share of the global mean
+        return world * kernels.ntxent_loss(z1, z2, **kw)  # type: ignore[arg-type]
+    share = kernels.simclr_fmicl(z1, z2, divergence=objective.name, alpha=objective.alpha, **kw)  # type: ignore[arg-type]
+    return -world * share
+
+
+def momentum_key_loss(q: Tensor, k: Tensor, objective: Objective) -> Tensor:
+    """MoCo v3 loss of this rank's queries ``q: [N, d]`` against the momentum keys of all ranks
+    (``k: [N, d]`` local, gathered here): :func:`in_batch_loss`, or the tiled kernels when
+    ``objective.tiled``; this rank's mean over its rows either way."""
+    n, world = q.shape[0], dist.world_size()
+    if not objective.tiled(n * world, n * world):
+        keys = dist.all_gather_with_grad(k)
+        return in_batch_loss(q, keys, objective, dist.rank() * n)
+    q, k, kw = _fp32(q), _fp32(k).to(_fp32(q).dtype), objective.kernel_critic()
+    if objective.name == "infonce":  # share = (Σ_local (pos − lse)) / C + log(C) / world
+        share = kernels.tiled_objective(q, k, "infonce", **kw)  # type: ignore[arg-type]
+        return math.log(n * world) - world * share
+    share = kernels.tiled_objective(
+        q,
+        k,
+        "fmicl",
+        divergence=objective.name,
+        alpha=objective.alpha,
+        **kw,  # type: ignore[arg-type]
+    )
+    return -world * share
 
 
 def ntxent_loss(

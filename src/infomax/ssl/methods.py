@@ -6,7 +6,9 @@ training loop calls after each optimiser step, never a side effect of ``forward`
 representation used downstream is ``model.encoder(x)`` (before the projection head).
 
 Distributed: keys / columns are gathered with :func:`infomax.dist.all_gather_with_grad` when a
-process group exists (identity otherwise); rows stay local.
+process group exists (identity otherwise); rows stay local. SimCLR and MoCo v3 use the tiled
+kernels of :mod:`infomax.kernels` when ``objective.memory_efficient`` asks for them (or, by
+default, from 4096² score entries on); MoCo v2's ``[N, Q]`` query-queue matrix stays dense.
 """
 
 from __future__ import annotations
@@ -18,19 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..dist import all_gather_with_grad
 from ..models import predictor_head, projection_head
 from ..registry import METHODS
-from .losses import Objective, in_batch_loss, ntxent_loss, queue_loss
-
-try:  # optional: distributed helpers (identity without a process group)
-    from ..dist import all_gather_with_grad, rank
-except ImportError:  # pragma: no cover - dist.py not present
-
-    def all_gather_with_grad(t: Tensor) -> Tensor:
-        return t
-
-    def rank() -> int:
-        return 0
+from .losses import Objective, momentum_key_loss, queue_loss, simclr_loss
 
 
 class MemoryQueue(nn.Module):
@@ -102,10 +95,7 @@ class SimCLR(_Contrastive):
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         """``x1, x2: [N, ...]`` two views -> scalar loss."""
-        z = torch.cat([self.embed(x1), self.embed(x2)])
-        cols = all_gather_with_grad(z)
-        n = x1.shape[0]
-        return ntxent_loss(z[:n], z[n:], self.objective, cols, offset=rank() * 2 * n)
+        return simclr_loss(self.embed(x1), self.embed(x2), self.objective)
 
 
 class _Momentum(_Contrastive):
@@ -192,8 +182,5 @@ class MoCoV3(_Momentum):
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         """``x1, x2: [N, ...]`` -> scalar loss."""
         q1, q2 = self.predictor(self.embed(x1)), self.predictor(self.embed(x2))
-        k1, k2 = all_gather_with_grad(self.keys(x1)), all_gather_with_grad(self.keys(x2))
-        off = rank() * x1.shape[0]
-        return in_batch_loss(q1, k2, self.objective, off) + in_batch_loss(
-            q2, k1, self.objective, off
-        )
+        k1, k2 = self.keys(x1), self.keys(x2)
+        return momentum_key_loss(q1, k2, self.objective) + momentum_key_loss(q2, k1, self.objective)

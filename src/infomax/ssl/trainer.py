@@ -40,7 +40,9 @@ class SSLConfig:
     ``divergence``: ``infonce`` (NT-Xent) or a divergence name; ``temperature``: ``τ`` of the
     similarity; ``momentum``: EMA rate of MoCo's key encoder; ``train_subset`` / ``probe_subset``:
     use only the first ``n`` training images for SSL / for the probe and kNN bank (``None``: all);
-    ``eval_every``: kNN accuracy on the test set every ``n`` epochs (0: only at the end).
+    ``eval_every``: kNN accuracy on the test set every ``n`` epochs (0: only at the end);
+    ``sync_batchnorm``: batch-norm statistics over all ranks under ``torchrun``;
+    ``memory_efficient``: tiled loss kernels (``None``: automatic from 4096² score entries).
     """
 
     method: str = "simclr"
@@ -73,6 +75,7 @@ class SSLConfig:
     amp: bool = True
     progress: bool = True
     sync_batchnorm: bool = False
+    memory_efficient: bool | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -104,7 +107,9 @@ class SSLConfig:
 
     def objective(self) -> Objective:
         """The loss :class:`Objective`."""
-        return Objective(self.divergence, self.similarity, self.temperature, self.alpha)
+        return Objective(
+            self.divergence, self.similarity, self.temperature, self.alpha, self.memory_efficient
+        )
 
     def train_config(self) -> TrainConfig:
         """The :class:`infomax.train.TrainConfig` for :func:`infomax.train.fit`."""
