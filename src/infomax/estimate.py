@@ -222,20 +222,20 @@ class MIObjective(nn.Module):
         rows = slice(dist.rank() * (k // world), (dist.rank() + 1) * (k // world))
         xr, yr = x[rows], y[rows]
         a, b, kw = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
-        extra = self._extra(xr, yr)
+        extra: dict[str, Any] = {**kw, **self._extra(xr, yr), "clip": self.smile_clip}
         train_name, sign, report_name = TILED_BOUNDS[self.spec.name]
         loss = None
         if train:
-            value = tiled_objective(a, b, train_name, clip=self.smile_clip, **kw, **extra)
+            value = tiled_objective(a, b, train_name, **extra)
             loss = -sign * world * value
         if train and report_name == train_name:
             share = value.detach()
         else:
             with torch.no_grad():
-                det = {n: t.detach() for n, t in extra.items()}
-                share = tiled_objective(
-                    a.detach(), b.detach(), report_name, clip=self.smile_clip, **kw, **det
-                )
+                det: dict[str, Any] = {
+                    n: t.detach() if isinstance(t, Tensor) else t for n, t in extra.items()
+                }
+                share = tiled_objective(a.detach(), b.detach(), report_name, **det)
         return loss, dist.all_reduce_sum(share)
 
     def scores(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

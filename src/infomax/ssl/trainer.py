@@ -183,8 +183,13 @@ class EpochBatches:
                 f">= 2 images per rank (dataset: {n} images)"
             )
         self.images, self.local = images, global_batch // world
-        self.sampler = DistributedSampler(
-            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]  # only its length is used
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=True,
         )
         self.sampler.set_epoch(epoch)
 
