@@ -15,6 +15,7 @@ from infomax.kernels import (
     dense_objective,
     ntxent_loss,
     objective_from_embeddings,
+    simclr_fmicl,
     simclr_infonce,
     tiled_objective,
     tiled_reduce,
@@ -125,6 +126,37 @@ def test_simclr_2n_form(critic: str, dtype: torch.dtype, symmetric: bool) -> Non
         torch.testing.assert_close(dense.detach(), ce, **tol)
         bound = simclr_infonce(z1, z2, temperature=0.3)
         torch.testing.assert_close(bound.detach(), math.log(17) - ce, **tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 11),
+    rows=st.integers(1, 25),
+    cols=st.integers(1, 25),
+    critic=st.sampled_from(("cosine", "gaussian")),
+    divergence=st.sampled_from(sorted(DIVERGENCES.names())),
+    seed=st.integers(0, 10_000),
+)
+def test_simclr_fmicl_equals_the_ssl_loss(
+    n: int, rows: int, cols: int, critic: str, divergence: str, seed: int
+) -> None:
+    """Tiled SimCLR f-MICL (random tiles over 2N embeddings) = −(the dense per-row SSL loss of
+    ``infomax.ssl.losses.ntxent_loss``): value and gradients, fp64."""
+    from infomax.ssl.losses import Objective
+    from infomax.ssl.losses import ntxent_loss as ssl_ntxent_loss
+
+    x = _inputs(n, 4, F64, seed)
+    z1, z2 = x["a"], x["b"]
+    objective = Objective(divergence, critic, 0.6, 0.7)
+    ref = -ssl_ntxent_loss(z1, z2, objective)
+    kw = {"temperature": 0.6} if critic == "cosine" else {"sigma": 0.6**0.5}
+    got = simclr_fmicl(
+        z1, z2, divergence=divergence, alpha=0.7, critic=critic, tile_size=(rows, cols), **kw
+    )
+    torch.testing.assert_close(got, ref)
+    expected = torch.autograd.grad(ref, [z1, z2])
+    for g, e in zip(torch.autograd.grad(got, [z1, z2]), expected, strict=True):
+        torch.testing.assert_close(g, e)
 
 
 @pytest.mark.parametrize("temperature", [0.005, 0.05])
