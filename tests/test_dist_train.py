@@ -310,3 +310,18 @@ def test_estimate_mi_two_ranks_equals_one_process(tmp_path: Path) -> None:
             # float32 training: only the order of summation differs between the runs
             got = r[f"{bound}/{critic}/{tiled}"]
             torch.testing.assert_close(got, expected, rtol=2e-3, atol=2e-3)
+
+
+def test_epoch_batches_give_each_global_step_the_same_images_for_any_world_size() -> None:
+    images = torch.arange(103, dtype=torch.uint8).reshape(103, 1, 1, 1)
+    one = [b.flatten().tolist() for b in EpochBatches(images, 24, seed=5, epoch=2)]
+    for world in (2, 3, 4):
+        ranks = [list(EpochBatches(images, 24, 5, 2, r, world)) for r in range(world)]
+        assert all(len(r) == len(one) == 103 // 24 for r in ranks)
+        for step, expected in enumerate(one):
+            got = sorted(x for r in ranks for x in r[step].flatten().tolist())
+            assert got == sorted(expected), (world, step)
+    other_epoch = [b.flatten().tolist() for b in EpochBatches(images, 24, seed=5, epoch=3)]
+    assert other_epoch != one
+    with pytest.raises(ValueError, match="divisible"):
+        EpochBatches(images, 25, 0, 0, 0, 2)
