@@ -1,6 +1,7 @@
 """Acceptance runs of the identifiability toolkit (SPEC §5 targets); minutes of CPU each.
 
-Run with ``pytest -m slow tests/test_identifiability_slow.py``. The settings are those of the
+Run with ``pytest -m slow -s tests/test_identifiability_slow.py`` (``-s`` prints the metrics and
+the CPU seconds; time is reported, never asserted). The settings are those of the
 commands in ``docs/identifiability.md`` (the sphere run is ``infomax identify``'s defaults).
 """
 
@@ -18,9 +19,9 @@ def test_matched_sphere_recovers_latents_linearly() -> None:
     """Sphere, n = 10, vMF(κ = 10), cosine critic with τ = 1/κ, 3-layer invertible MLP."""
     torch.set_num_threads(2)
     res = run_identify(IdentifyConfig(space="sphere", conditional="vmf"), progress=False)
+    print(f"sphere: {res.metrics}, untrained {res.untrained}, CPU {res.cpu_seconds:.0f} s")
     assert res.metrics["r2_linear"] >= 0.99, res.metrics
     assert res.untrained["r2_linear"] < 0.9, res.untrained
-    assert res.cpu_seconds <= 2 * 600  # ≤ 10 min on 2 cores
 
 
 def test_box_laplace_l1_recovers_latents_up_to_permutation() -> None:
@@ -28,5 +29,6 @@ def test_box_laplace_l1_recovers_latents_up_to_permutation() -> None:
     torch.set_num_threads(2)
     cfg = IdentifyConfig(space="box", conditional="laplace", steps=5000, eval_every=500)
     res = run_identify(cfg, progress=False)
+    print(f"box: {res.metrics}, untrained {res.untrained}, CPU {res.cpu_seconds:.0f} s")
     assert res.metrics["mcc"] >= 0.95, res.metrics
     assert res.untrained["mcc"] < 0.9, res.untrained
