@@ -90,6 +90,16 @@ def all_gather_scalars_with_grad(value: Tensor) -> Tensor:
     return all_gather_with_grad(value.reshape(1))
 
 
+def row_block(global_rows: int) -> slice:
+    """This rank's contiguous block ``[rank·K/world, (rank + 1)·K/world)`` of a global batch of
+    ``K = global_rows`` rows (``ValueError`` unless ``world`` divides ``K``)."""
+    world = world_size()
+    if global_rows % world:
+        raise ValueError(f"a batch of {global_rows} rows does not split over {world} ranks")
+    k = global_rows // world
+    return slice(rank() * k, (rank() + 1) * k)
+
+
 def diagonal_offset(local_rows: int) -> int:
     """Column of local row 0's positive in the gathered matrix: ``rank · local_rows``.
 

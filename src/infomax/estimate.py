@@ -80,12 +80,6 @@ class EstimateConfig:
     def __post_init__(self) -> None:
         BOUNDS.get(self.bound)  # ValueError listing valid names
         CRITICS.get(self.critic)
-        if self.memory_efficient and (self.bound not in TILED_BOUNDS or self.critic == "lp"):
-            raise ValueError(
-                f"memory_efficient needs an inner-product critic (dot, cosine, gaussian, "
-                f"bilinear) and one of the bounds {sorted(TILED_BOUNDS)}; got {self.critic!r} / "
-                f"{self.bound!r} (MINE's running mean needs the score matrix: use 'dv')"
-            )
         for name in ("batch_size", "steps", "hidden", "layers", "embed_dim", "eval_every"):
             check_positive_int(getattr(self, name), name, minimum=2 if name == "batch_size" else 1)
         check_positive_int(self.patience, "patience", minimum=1)
@@ -172,16 +166,16 @@ class MIObjective(nn.Module):
         self.critic = critic
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
-        form = getattr(critic, "kernel_form", None)
         self._has_kernel = (
             bound in TILED_BOUNDS
-            and form is not None
-            and (getattr(type(critic), "kernel_form", None) is not SeparableCritic.kernel_form)
+            and isinstance(critic, SeparableCritic)
+            and type(critic).kernel_form is not SeparableCritic.kernel_form
         )
         if memory_efficient and not self._has_kernel:
             raise ValueError(
-                f"memory_efficient needs an inner-product critic and a bound in "
-                f"{sorted(TILED_BOUNDS)}; got {type(critic).__name__} / {bound!r}"
+                "memory_efficient needs an inner-product critic (dot, cosine, gaussian, bilinear) "
+                f"and one of the bounds {sorted(TILED_BOUNDS)}; got {type(critic).__name__} / "
+                f"{bound!r} (MINE's running mean needs the score matrix: use 'dv')"
             )
         self.extra_net: nn.Module | None = None
         self.mine: _bounds.MINELoss | None = None
@@ -218,8 +212,7 @@ class MIObjective(nn.Module):
         ranks each takes its rows; the kernels gather the columns and return shares, the
         estimate is their sum and the loss ``world ×`` the share (so that averaging the
         gradients over ranks gives the global batch's gradient)."""
-        world, k = dist.world_size(), x.shape[0]
-        rows = slice(dist.rank() * (k // world), (dist.rank() + 1) * (k // world))
+        world, rows = dist.world_size(), dist.row_block(x.shape[0])
         xr, yr = x[rows], y[rows]
         a, b, kw = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
         extra: dict[str, Any] = {**kw, **self._extra(xr, yr), "clip": self.smile_clip}
@@ -244,10 +237,7 @@ class MIObjective(nn.Module):
         world = dist.world_size()
         if world == 1:
             return self.critic(x, y), self._extra(x, y)
-        k = x.shape[0]
-        if k % world:
-            raise ValueError(f"batch of {k} pairs does not split over {world} ranks")
-        rows = slice(dist.rank() * (k // world), (dist.rank() + 1) * (k // world))
+        rows = dist.row_block(x.shape[0])
         scores = dist.all_gather_with_grad(self.critic(x[rows], y))
         extra = self._extra(x[rows], y[rows])
         if "u" in extra:  # per positive pair: gathered like the rows

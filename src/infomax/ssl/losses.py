@@ -159,7 +159,8 @@ def momentum_key_loss(q: Tensor, k: Tensor, objective: Objective) -> Tensor:
     if not objective.tiled(n * world, n * world):
         keys = dist.all_gather_with_grad(k)
         return in_batch_loss(q, keys, objective, dist.rank() * n)
-    q, k, kw = _fp32(q), _fp32(k).to(_fp32(q).dtype), objective.kernel_critic()
+    q, kw = _fp32(q), objective.kernel_critic()
+    k = _fp32(k).to(q.dtype)
     if objective.name == "infonce":  # share = (Σ_local (pos − lse)) / C + log(C) / world
         share = kernels.tiled_objective(q, k, "infonce", **kw)  # type: ignore[arg-type]
         return math.log(n * world) - world * share
