@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dist_helpers import init_gloo, run_ranks
+from dist_helpers import run_ranks
 from infomax import dist
 from infomax.kernels import OBJECTIVES, dense_objective, ntxent_loss, tiled_objective
 
@@ -62,24 +62,20 @@ def _value(
     )
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    init_gloo(rank, world, init_file)
-    try:
-        assert dist.world_size() == WORLD and dist.rank() == rank and dist.is_distributed()
-        rows = slice(rank * K_LOCAL, (rank + 1) * K_LOCAL)
-        out: dict[str, torch.Tensor] = {}
-        for obj, critic, symmetric in CASES:
-            local = {k: v[rows].clone().requires_grad_(True) for k, v in _global_inputs().items()}
-            share = _value(local, obj, critic, symmetric, tiled=True)
-            share.backward()
-            key = f"{obj}-{critic}-{symmetric}"
-            out[f"{key}/value"] = share.detach()
-            for name, t in local.items():
-                grad = t.grad if t.grad is not None else torch.zeros_like(t)
-                out[f"{key}/{name}"] = grad
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
+def _worker(rank: int, world: int, out_dir: str) -> None:
+    assert dist.world_size() == WORLD and dist.rank() == rank and dist.is_distributed()
+    rows = slice(rank * K_LOCAL, (rank + 1) * K_LOCAL)
+    out: dict[str, torch.Tensor] = {}
+    for obj, critic, symmetric in CASES:
+        local = {k: v[rows].clone().requires_grad_(True) for k, v in _global_inputs().items()}
+        share = _value(local, obj, critic, symmetric, tiled=True)
+        share.backward()
+        key = f"{obj}-{critic}-{symmetric}"
+        out[f"{key}/value"] = share.detach()
+        for name, t in local.items():
+            grad = t.grad if t.grad is not None else torch.zeros_like(t)
+            out[f"{key}/{name}"] = grad
+    torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_helpers_without_process_group() -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from dist_helpers import init_gloo, run_ranks
+from dist_helpers import run_ranks
 from infomax import dist
 from infomax.augment import build_augment, to_float
 from infomax.models import MLPEncoder
@@ -48,21 +48,15 @@ def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def _loss_and_grad_worker(
-    rank: int, world: int, init_file: str, out: str, objective: str, tiled: bool
-) -> None:
-    init_gloo(rank, world, init_file)
-    try:
-        model = dist.convert_sync_batchnorm(_simclr(objective, tiled))
-        ddp = nn.parallel.DistributedDataParallel(model)
-        x1, x2 = _views()
-        rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
-        loss = ddp(x1[rows], x2[rows])
-        loss.backward()  # DDP averages the parameter gradients over ranks
-        mean_loss = torch.tensor(dist.all_reduce_mean(float(loss.detach())), dtype=torch.float64)
-        torch.save({"loss": mean_loss, **_grads(model)}, f"{out}/rank{rank}.pt")
-    finally:
-        dist.shutdown()
+def _loss_and_grad_worker(rank: int, world: int, out: str, objective: str, tiled: bool) -> None:
+    model = dist.convert_sync_batchnorm(_simclr(objective, tiled))
+    ddp = nn.parallel.DistributedDataParallel(model)
+    x1, x2 = _views()
+    rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
+    loss = ddp(x1[rows], x2[rows])
+    loss.backward()  # DDP averages the parameter gradients over ranks
+    mean_loss = torch.tensor(dist.all_reduce_mean(float(loss.detach())), dtype=torch.float64)
+    torch.save({"loss": mean_loss, **_grads(model)}, f"{out}/rank{rank}.pt")
 
 
 @pytest.mark.parametrize("tiled", [False, True], ids=["dense", "tiled"])
@@ -93,22 +87,18 @@ def test_without_sync_bn_the_gradient_differs(tmp_path: Path) -> None:
     assert not torch.allclose(split, model(x1, x2))
 
 
-def _moco_queue_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    init_gloo(rank, world, init_file)
-    try:
-        torch.manual_seed(0)
-        model = MoCoV2(MLPEncoder(IN_DIM, hidden=10), proj_dim=6, proj_hidden=10, queue_size=16)
-        x1, x2 = (v.float() for v in _views())
-        rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
-        before = int(model.queue.ptr)
-        model(x1[rows], x2[rows])
-        keys = nn.functional.normalize(model.keys(x2[rows]), dim=1)
-        torch.save(
-            {"queue": model.queue.keys.clone(), "keys": keys, "ptr": model.queue.ptr - before},
-            f"{out}/moco{rank}.pt",
-        )
-    finally:
-        dist.shutdown()
+def _moco_queue_worker(rank: int, world: int, out: str) -> None:
+    torch.manual_seed(0)
+    model = MoCoV2(MLPEncoder(IN_DIM, hidden=10), proj_dim=6, proj_hidden=10, queue_size=16)
+    x1, x2 = (v.float() for v in _views())
+    rows = slice(rank * N_GLOBAL // world, (rank + 1) * N_GLOBAL // world)
+    before = int(model.queue.ptr)
+    model(x1[rows], x2[rows])
+    keys = nn.functional.normalize(model.keys(x2[rows]), dim=1)
+    torch.save(
+        {"queue": model.queue.keys.clone(), "keys": keys, "ptr": model.queue.ptr - before},
+        f"{out}/moco{rank}.pt",
+    )
 
 
 def test_mocov2_enqueues_the_keys_of_all_ranks(tmp_path: Path) -> None:
@@ -125,52 +115,48 @@ class _Crash(RuntimeError):
     pass
 
 
-def _resume_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    init_gloo(rank, world, init_file)
+def _resume_worker(rank: int, world: int, out: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g)
+    aug = build_augment("digits")
+
+    def setup() -> nn.Module:
+        torch.manual_seed(0)
+        return SimCLR(MLPEncoder(64, hidden=16), proj_dim=8, proj_hidden=16)
+
+    def batches(epoch: int) -> EpochBatches:
+        return EpochBatches(images, 16, 0, epoch, rank, world)  # 4 global steps per epoch
+
+    def loss_fn(m: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        x = to_float(batch)
+        return m(aug(x), aug(x))
+
+    cfg = TrainConfig(epochs=2, lr=1e-2, progress=False, sync_batchnorm=True)
+    full = setup()
+    fit(full, batches, loss_fn, cfg, out_dir=Path(out) / "full")
+
+    def crash(m: nn.Module, step: int) -> None:
+        if step == 5:  # first step of epoch 2, on every rank
+            raise _Crash
+
     try:
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g)
-        aug = build_augment("digits")
-
-        def setup() -> nn.Module:
-            torch.manual_seed(0)
-            return SimCLR(MLPEncoder(64, hidden=16), proj_dim=8, proj_hidden=16)
-
-        def batches(epoch: int) -> EpochBatches:
-            return EpochBatches(images, 16, 0, epoch, rank, world)  # 4 global steps per epoch
-
-        def loss_fn(m: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-            x = to_float(batch)
-            return m(aug(x), aug(x))
-
-        cfg = TrainConfig(epochs=2, lr=1e-2, progress=False, sync_batchnorm=True)
-        full = setup()
-        fit(full, batches, loss_fn, cfg, out_dir=Path(out) / "full")
-
-        def crash(m: nn.Module, step: int) -> None:
-            if step == 5:  # first step of epoch 2, on every rank
-                raise _Crash
-
-        try:
-            fit(setup(), batches, loss_fn, cfg, out_dir=Path(out) / "split", after_step=crash)
-        except _Crash:
-            pass
-        dist.barrier()
-        ckpt = load_checkpoint(Path(out) / "split" / "checkpoint.pt")
-        assert ckpt["epoch"] == 1 and len(ckpt["rng_ranks"]) == world
-        torch.manual_seed(1234 + rank)  # disturb the generators: resume must restore them
-        resumed = setup()
-        fit(resumed, batches, loss_fn, cfg, out_dir=Path(out) / "split", resume=True)
-        same = all(
-            torch.equal(a, b)
-            for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True)
-        )
-        moved = not torch.equal(
-            setup().state_dict()["projector.0.weight"], full.state_dict()["projector.0.weight"]
-        )
-        torch.save({"same": same, "moved": moved}, f"{out}/resume{rank}.pt")
-    finally:
-        dist.shutdown()
+        fit(setup(), batches, loss_fn, cfg, out_dir=Path(out) / "split", after_step=crash)
+    except _Crash:
+        pass
+    dist.barrier()
+    ckpt = load_checkpoint(Path(out) / "split" / "checkpoint.pt")
+    assert ckpt["epoch"] == 1 and len(ckpt["rng_ranks"]) == world
+    torch.manual_seed(1234 + rank)  # disturb the generators: resume must restore them
+    resumed = setup()
+    fit(resumed, batches, loss_fn, cfg, out_dir=Path(out) / "split", resume=True)
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True)
+    )
+    moved = not torch.equal(
+        setup().state_dict()["projector.0.weight"], full.state_dict()["projector.0.weight"]
+    )
+    torch.save({"same": same, "moved": moved}, f"{out}/resume{rank}.pt")
 
 
 def test_two_rank_resume_gives_the_same_weights(tmp_path: Path) -> None:
@@ -286,18 +272,14 @@ def _estimate(bound: str, critic: str, memory_efficient: bool) -> object:
     return estimate_mi(x, y, bound, critic, memory_efficient=memory_efficient, **kw)
 
 
-def _estimate_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    init_gloo(rank, world, init_file)
-    try:
-        res = {}
-        for bound, critic, tiled in ESTIMATE_CASES:
-            est = _estimate(bound, critic, tiled)
-            res[f"{bound}/{critic}/{tiled}"] = torch.tensor(
-                [est.mi, est.train_mi] + [h["test"] for h in est.history]  # type: ignore[attr-defined]
-            )
-        torch.save(res, f"{out}/estimate{rank}.pt")
-    finally:
-        dist.shutdown()
+def _estimate_worker(rank: int, world: int, out: str) -> None:
+    res = {}
+    for bound, critic, tiled in ESTIMATE_CASES:
+        est = _estimate(bound, critic, tiled)
+        res[f"{bound}/{critic}/{tiled}"] = torch.tensor(
+            [est.mi, est.train_mi] + [h["test"] for h in est.history]  # type: ignore[attr-defined]
+        )
+    torch.save(res, f"{out}/estimate{rank}.pt")
 
 
 def test_estimate_mi_two_ranks_equals_one_process(tmp_path: Path) -> None:

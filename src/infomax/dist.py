@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import logging
 import os
 import warnings
@@ -37,6 +38,19 @@ from collections.abc import Iterable, Iterator
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+if dist.is_available():
+    # Imported here, before any process group exists, on purpose: this torch module binds
+    # ``group=group.WORLD`` as a *default argument* when it is first imported. Imported lazily
+    # (by us inside a collective, or by DDP's import of torch._dynamo) after
+    # ``init_process_group``, those defaults would hold the ProcessGroupGloo forever, so
+    # ``destroy_process_group`` could never free it and join its worker threads; at interpreter
+    # exit a worker still releasing the last collective's Python-owned tensor then takes the GIL
+    # during finalisation and the rank aborts ("terminate called without an active exception",
+    # exit -6). We also pass ``group=`` explicitly at every call (below).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import torch.distributed.nn.functional as dist_nn
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +93,8 @@ def all_gather_with_grad(t: Tensor) -> Tensor:
     """
     if not is_distributed() or world_size() == 1:
         return t
-    from torch.distributed.nn.functional import all_gather
-
     with _quiet_deprecation():
-        return torch.cat(all_gather(t.contiguous()), dim=0)
+        return torch.cat(dist_nn.all_gather(t.contiguous(), group=dist.group.WORLD), dim=0)
 
 
 def all_gather_scalars_with_grad(value: Tensor) -> Tensor:
@@ -159,9 +171,16 @@ def init_from_env(
 
 
 def shutdown() -> None:
-    """Destroy the default process group if there is one (end of a run, or after an error)."""
+    """Destroy the default process group if there is one (end of a run, or after an error).
+
+    Release the DDP model and any autograd graph of a collective before calling this: they hold
+    the group. ``gc.collect()`` then frees the cyclic holders, so the gloo group is destroyed
+    here and its worker threads are joined while the interpreter is alive (a group that
+    survives to interpreter exit can abort the process, see the import of ``dist_nn``).
+    """
     if is_distributed():
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier() -> None:
@@ -242,17 +261,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not (self.training and is_distributed() and world_size() > 1):
             return super().forward(x)
         self._check_input_dim(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        group = dist.group.WORLD
         dims = [0, *range(2, x.ndim)]
         shape = [1, -1] + [1] * (x.ndim - 2)
         counts = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float64, device=x.device)
         dist.all_reduce(counts)
         count = float(counts.item())
         with _quiet_deprecation():
-            mean = all_reduce(x.sum(dim=dims)) / count
+            mean = dist_nn.all_reduce(x.sum(dim=dims), group=group) / count
             centred = x - mean.reshape(shape)
-            var = all_reduce((centred * centred).sum(dim=dims)) / count
+            var = dist_nn.all_reduce((centred * centred).sum(dim=dims), group=group) / count
         out = centred * torch.rsqrt(var.reshape(shape) + self.eps)
         if self.affine:
             out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
