@@ -131,7 +131,10 @@ def test_bench_mi_writes_tables_and_plot(tmp_path: Path) -> None:
     _ok(["bench", "mi-merge", str(out), str(tmp_path / "b2"), "--out", str(tmp_path / "m")])
     merged = json.loads((tmp_path / "m" / "results.json").read_text())
     assert merged["config"]["seeds"] == [0, 1, 5, 6]
-    assert all(s["seeds"] == 4 for s in merged["results"]["summary"])
+    # 4 seeds per (task, bound): estimates, or failed runs (JS on the cubic task reports
+    # absurd held-out values at 60 steps, which are errors, not numbers)
+    assert all(s["seeds"] + s["failed"] == 4 for s in merged["results"]["summary"])
+    assert sum(s["seeds"] for s in merged["results"]["summary"]) >= 12
     assert (tmp_path / "m" / "staircase.png").stat().st_size > 0
     _fails(
         ["bench", "mi-merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")],

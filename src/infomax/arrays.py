@@ -6,7 +6,9 @@ unreadable, wrong keys, non-numeric) is a ``ValueError`` naming the file.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,7 @@ def load_array(path: str | Path) -> np.ndarray:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif suffix in (".csv", ".txt"):
-            import pandas as pd
-
-            frame = pd.read_csv(p, header=None)
-            if frame.shape[0] > 0 and not _is_numeric_row(frame.iloc[0].tolist()):
-                frame = frame.iloc[1:]
-            arr = frame.to_numpy(dtype=np.float64)
+            arr = _read_csv(p)
         else:
             raise ValueError(f"{p}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
     except ValueError as err:
@@ -42,12 +39,53 @@ def load_array(path: str | Path) -> np.ndarray:
         raise ValueError(f"cannot read {p}: {err}") from None
     if arr.size == 0:
         raise ValueError(f"{p} holds no data")
+    if np.iscomplexobj(arr):
+        raise ValueError(
+            f"{p} holds complex numbers; give the real and imaginary parts as separate columns"
+        )
     if not np.issubdtype(arr.dtype, np.number):
         raise ValueError(f"{p} holds non-numeric data (dtype {arr.dtype})")
     return arr
 
 
-def _is_numeric_row(values: list[object]) -> bool:
+def _read_csv(p: Path) -> np.ndarray:
+    """A numeric CSV as ``float64``: an optional header row, the same number of fields on every
+    row (``ValueError`` naming the first ragged line), and a pandas-style row-index column
+    (empty or ``index`` header over ``0, 1, 2, ...``) dropped with a warning."""
+    import csv
+
+    import pandas as pd
+
+    width, header = None, None
+    with open(p, newline="") as fh:
+        for lineno, fields in enumerate(csv.reader(fh), start=1):
+            if not fields or all(not f.strip() for f in fields):
+                continue  # blank line
+            if width is None:
+                width, first_line = len(fields), lineno
+                header = None if _is_numeric_row(fields) else fields
+            elif len(fields) != width:
+                raise ValueError(
+                    f"{p}: line {lineno} has {len(fields)} fields but line {first_line} has "
+                    f"{width}: every row needs the same number of columns"
+                )
+    frame = pd.read_csv(p, header=None, skip_blank_lines=True)
+    if header is not None:
+        frame = frame.iloc[1:]
+    arr = frame.to_numpy(dtype=np.float64)
+    if header is not None and arr.shape[1] > 1 and header[0].strip().lower() in ("", "index"):
+        first = arr[:, 0]
+        if np.array_equal(first, np.arange(len(first))):
+            warnings.warn(
+                f"{p}: the first column (header {header[0]!r}, values 0..{len(first) - 1}) is a "
+                "row index, not data; it was dropped (write the CSV with index=False)",
+                stacklevel=3,
+            )
+            arr = arr[:, 1:]
+    return arr
+
+
+def _is_numeric_row(values: Sequence[object]) -> bool:
     try:
         [float(v) for v in values]  # type: ignore[arg-type]
     except (TypeError, ValueError):

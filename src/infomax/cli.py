@@ -7,34 +7,90 @@ line and exit with status 2; no traceback.
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+# rich_markup_mode=None: help text is shown as written (``[n, dx]`` is a shape, not markup)
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Contrastive and InfoMax learning."
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Contrastive and InfoMax learning.",
 )
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: accuracy, speed and memory.")
+bench_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Benchmarks: accuracy, speed and memory."
+)
 app.add_typer(bench_app, name="bench")
 console = Console()
+#: warnings go to stderr, so that ``--json`` output on stdout stays valid JSON
+warn_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def error_line(err: BaseException) -> str:
+    """One line for an input or output problem: what went wrong and, where known, on which path."""
+    if isinstance(err, OSError) and err.strerror:
+        path = f" {err.filename}" if err.filename else ""
+        verb = "write" if isinstance(err, (PermissionError, FileExistsError)) else "use"
+        return f"cannot {verb}{path}: {err.strerror}"
+    if isinstance(err, MemoryError):
+        return "not enough memory for this run: lower the sizes (batch, samples, test sizes)"
+    return str(err) or type(err).__name__
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn input errors into one red line and exit code 2 (no traceback)."""
+    """Turn input / output errors into one red line and exit code 2 (no traceback).
+
+    ``ValueError`` (bad input, found by the library's checks), every ``OSError`` (unreadable
+    input, an output folder that cannot be written), ``MemoryError`` and torch's out-of-memory
+    error. Anything else is a bug: one line saying so, exit code 1, and the traceback only
+    with ``INFOMAX_TRACEBACK=1``.
+    """
+    import os
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
-            console.print(f"[bold red]error:[/] {err}")
+        except typer.Exit:
+            raise
+        except (ValueError, OSError, MemoryError) as err:
+            console.print(f"[bold red]error:[/] {escape(error_line(err))}")
             raise typer.Exit(code=2) from None
+        except Exception as err:
+            import torch
+
+            if isinstance(err, torch.OutOfMemoryError):
+                msg = "out of device memory: lower --batch-size (or use --memory-efficient)"
+                console.print(f"[bold red]error:[/] {msg}")
+                raise typer.Exit(code=2) from None
+            if os.environ.get("INFOMAX_TRACEBACK"):
+                raise
+            console.print(
+                f"[bold red]internal error:[/] {escape(type(err).__name__)}: {escape(str(err))} "
+                "(a bug: please report it; INFOMAX_TRACEBACK=1 shows the traceback)"
+            )
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def out_dir(path: str | None, option: str = "--out") -> str | None:
+    """Check an output folder before any work: create it, and fail now (not after the run)
+    when it is an existing file or cannot be written."""
+    if path is None:
+        return None
+    from .reports import prepare_out_dir
+
+    prepare_out_dir(path, option)
+    return path
 
 
 # Commands are added below, one block per capability.
@@ -63,6 +119,8 @@ def _parse_bounds(bounds: str) -> list[str]:
     names = (
         BOUNDS.names() if bounds == "all" else [b.strip() for b in bounds.split(",") if b.strip()]
     )
+    if not names:
+        raise ValueError(f"--bounds {bounds!r} names no bound: give a comma list or 'all'")
     for name in names:
         BOUNDS.get(name)
     return names
@@ -97,39 +155,51 @@ def estimate(
     from .arrays import load_pair
     from .estimate import estimate_mi
 
-    xs, ys = load_pair(x, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xs, ys = load_pair(x, y)
+    for w in caught:
+        warn_console.print(f"[yellow]warning:[/] {escape(str(w.message))}")
+    out_dir(out)
     with dist.process_group(device=device):
         main_rank = dist.rank() == 0
-        result = estimate_mi(
-            xs,
-            ys,
-            bound=bound,
-            critic=critic,
-            batch_size=batch_size,
-            steps=steps,
-            lr=lr,
-            seed=seed,
-            device=device,
-            memory_efficient=memory_efficient,
-            progress=not as_json,
-        )
+        with warnings.catch_warnings(record=True) as caught:  # shown below as one line each
+            warnings.simplefilter("always")
+            result = estimate_mi(
+                xs,
+                ys,
+                bound=bound,
+                critic=critic,
+                batch_size=batch_size,
+                steps=steps,
+                lr=lr,
+                seed=seed,
+                device=device,
+                memory_efficient=memory_efficient,
+                progress=not as_json,
+            )
     if not main_rank:
         return
     if out:
         _write_estimate(result, out)
+    notes = list(result.warnings)
+    notes += [str(w.message) for w in caught if str(w.message) not in notes]
     if as_json:
         typer.echo(result.to_json())
+        for note in notes:
+            warn_console.print(f"[yellow]warning:[/] {escape(note)}")
         return
     from .reports import print_table
 
+    ci_ok = all(math.isfinite(c) for c in result.ci)
     print_table(
         f"I(X;Y) with {bound} / {critic}",
         ["estimate (nats)", "stderr", "95% CI", "train", "steps (best)", "n train/test", "seconds"],
         [
             (
                 result.mi,
-                result.stderr,
-                f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]",
+                result.stderr if math.isfinite(result.stderr) else "n/a",
+                f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]" if ci_ok else "n/a",
                 result.train_mi,
                 f"{result.steps} ({result.best_step})",
                 f"{result.n_train}/{result.n_test}",
@@ -138,8 +208,8 @@ def estimate(
         ],
         console=console,
     )
-    for note in result.warnings:
-        console.print(f"[yellow]warning:[/] {note}")
+    for note in notes:
+        warn_console.print(f"[yellow]warning:[/] {escape(note)}")
 
 
 def _write_estimate(result: object, out: str) -> None:
@@ -189,9 +259,11 @@ def bench_mi(
 
     task_list = [t for spec in tasks.split(";") if spec.strip() for t in tasks_from_string(spec)]
     cfg = EstimateConfig(critic=critic, batch_size=batch_size, steps=steps, lr=lr)
+    bound_list = _parse_bounds(bounds)
+    out_dir(out)
     result = run_mi_benchmark(
         task_list,
-        _parse_bounds(bounds),
+        bound_list,
         _parse_seeds(seeds),
         n_samples=n_samples,
         config=cfg,
@@ -210,6 +282,7 @@ def bench_mi_merge(
     """Combine MI benchmark runs (e.g. seeds run in parallel processes) into one table and plot."""
     from .mi_benchmark import merge_results, print_summary
 
+    out_dir(out)
     result = merge_results(folders, out)
     print_summary(result["summary"])
     console.print(f"wrote {out}/results.json, results.csv, summary.csv, summary.md, staircase.png")
@@ -218,9 +291,9 @@ def bench_mi_merge(
 @app.command("list")
 def list_names() -> None:
     """List the registered bounds, critics, divergences, tasks and methods."""
-    from .registry import BOUNDS, CRITICS, DIVERGENCES, METHODS, TASKS, TRANSFORMS
+    from .registry import BOUNDS, CRITICS, DIVERGENCES, METHODS, SUITES, TASKS, TRANSFORMS
 
-    for reg in (BOUNDS, CRITICS, DIVERGENCES, TASKS, TRANSFORMS, METHODS):
+    for reg in (BOUNDS, CRITICS, DIVERGENCES, TASKS, SUITES, TRANSFORMS, METHODS):
         try:
             names = ", ".join(reg.names())
         except ImportError:
@@ -239,6 +312,7 @@ def demo(
 
     from .demo import run_demo
 
+    out_dir(out)
     summary = run_demo(Path(out), seed=seed, console=console)
     console.print(f"[bold green]demo done[/] in {summary['seconds']:.0f} s; outputs in {out}/")
 
@@ -270,7 +344,15 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu, cuda ..."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
-    resume: bool = typer.Option(False, help="Continue from OUT/checkpoint.pt."),
+    resume: bool = typer.Option(
+        False,
+        help="Continue from OUT/checkpoint.pt with the saved settings (only --epochs (more), "
+        "--eval-every, --device, --threads, --data-dir and --memory-efficient/--dense may "
+        "change).",
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the training run already in OUT (its checkpoint and results)."
+    ),
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="Under torchrun: batch-norm statistics over all ranks."
     ),
@@ -287,13 +369,14 @@ def train(
     Multi-process: `torchrun --nproc-per-node N -m infomax train ...` (one process per GPU, or
     gloo on CPU); --batch-size is the global batch, split over the ranks.
     """
-    import torch
 
     from . import dist
     from .ssl import SSLConfig, train_ssl
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if not resume:  # a resumed run's folder must exist already (train_ssl says so if not)
+        out_dir(out)
     with dist.process_group(device=device):
         config = SSLConfig(
             method=method,
@@ -315,9 +398,10 @@ def train(
             device=device,
             sync_batchnorm=sync_bn,
             memory_efficient=memory_efficient,
+            threads=threads,
             progress=dist.rank() == 0,
         )
-        train_ssl(config, out, resume=resume)
+        train_ssl(config, out, resume=resume, overwrite=overwrite)
         if dist.rank() == 0:
             console.print(
                 f"outputs in {out}/ (results.json, history.csv, curves.png, checkpoint.pt)"
@@ -423,6 +507,7 @@ def identify(
         seed=seed,
         threads=threads,
     )
+    out_dir(out)
     if table:
         rows = run_table(cfg, out=out, progress=progress)
         cols = list(TABLE_COLUMNS)
@@ -477,6 +562,7 @@ def bench_losses(
         memory_cap_gib=memory_cap_gib,
         seed=seed,
     )
+    out_dir(out)
     rows = run_loss_bench(cfg, out)
     print_table(
         "NT-Xent forward + backward (fp32)", TABLE_COLUMNS, table_rows(rows), console=console
@@ -510,10 +596,12 @@ def rpm(
 
     if not (demo or digits or identify):
         raise ValueError("choose at least one of --demo, --digits, --identify")
+    out_dir(out)
+    out_dir(docs_dir, "--docs-dir")
     if demo:
         from .rpm.demo import DemoConfig, run_demo, write_demo
 
-        small = {"ks": (8, 32, 128), "n_rows": 2048, "n_fit": 5000, "n_pool": 1024}
+        small: dict[str, Any] = {"ks": (8, 32, 128), "n_rows": 2048, "n_fit": 5000, "n_pool": 1024}
         cfg = DemoConfig(dim=dim, rho=rho, sigma=sigma, seed=seed, **(small if quick else {}))
         res = run_demo(cfg)
         write_demo(res, out, docs_dir)
@@ -635,6 +723,8 @@ def dm(
         device=device,
         progress=progress,
     )
+    out_dir(out)
+    out_dir(docs_dir, "--docs-dir")
     res = run_sweep(cfg, sigmas, out, docs_dir=docs_dir)
     cols = [
         "sigma",

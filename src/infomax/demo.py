@@ -42,11 +42,11 @@ def run_demo(
     print_summary(mi["summary"], title="MI estimates on a Gaussian staircase (K = 64, 1 seed)")
     ssl: dict[str, Any] | None = None
     try:
-        from .ssl import demo_simclr_digits
+        from .ssl import demo_simclr_digits as simclr_demo
     except ImportError:  # the SSL layer is optional for the demo
-        demo_simclr_digits = None
-    if demo_simclr_digits is not None:
-        ssl = demo_simclr_digits(out / "simclr-digits", seed=seed, progress=progress)
+        simclr_demo = None  # type: ignore[assignment]
+    if simclr_demo is not None:
+        ssl = simclr_demo(out / "simclr-digits", seed=seed, progress=progress)
         if console is not None:
             console.print(f"SimCLR on digits: {ssl}")
     summary = {

@@ -48,7 +48,7 @@ from .critics import SeparableCritic, build_critic, mlp
 from .kernels import AUTO_MIN_ENTRIES, tiled_objective
 from .registry import BOUNDS, CRITICS
 from .reports import to_jsonable, versions
-from .train import resolve_device
+from .train import check_device_name, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class EstimateConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.smile_clip <= 0:
             raise ValueError(f"smile_clip must be > 0, got {self.smile_clip}")
-        resolve_device(self.device)
+        # only the spelling here: a config saved on a GPU run must load on a CPU machine;
+        # whether the device exists is checked when a run starts (resolve_device)
+        check_device_name(self.device)
 
 
 @dataclass(frozen=True)
@@ -297,20 +299,75 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def _diverged(bound: str, step: int, what: str) -> ValueError:
-    return ValueError(
-        f"bound {bound!r} diverged at step {step} ({what} is not finite); try a lower lr, "
-        "standardize=True, fewer steps, or a bound with bounded variance ('flo', 'infonce', 'js')"
+class EstimationFailed(ValueError):
+    """The bound diverged or its held-out estimate is not a usable number (a result of the
+    data and the bound, not of a usage error: a benchmark records it as a failed run)."""
+
+
+#: Bounds whose training and held-out values stay finite on heavy-tailed data: no exponential
+#: of the score averaged over pairs (InfoNCE's log-mean-exp is self-normalised, SMILE clips).
+STABLE_BOUNDS = ("infonce", "smile")
+
+#: A held-out evaluation below this (nats) means the critic's exponential terms blew up on
+#: held-out points: every bound here is >= 0 for the constant critic, and MI >= 0.
+UNSTABLE_BELOW = -10.0
+
+#: The reported estimate may be slightly negative by sampling noise, never below this (nats).
+ABSURD_BELOW = -1.0
+
+
+def _remedy(bound: str) -> str:
+    others = [b for b in STABLE_BOUNDS if b != bound]
+    return f"try bound {' or '.join(repr(b) for b in others)}, more samples, or a lower lr"
+
+
+def _diverged(bound: str, step: int, what: str) -> EstimationFailed:
+    return EstimationFailed(
+        f"bound {bound!r} diverged at step {step} ({what} is not finite); {_remedy(bound)}"
     )
+
+
+def check_sample_size(n: int, batch_size: int, test_fraction: float) -> tuple[int, int]:
+    """``(n_train, n_test)`` for ``n`` samples; ``ValueError`` unless the split holds at least
+    2 training batches and 1 held-out batch of ``batch_size`` pairs."""
+    n_test = int(round(n * test_fraction))
+    n_train = n - n_test
+    if n_test < batch_size or n_train < 2 * batch_size:
+        need = math.ceil(max(2 * batch_size / (1 - test_fraction), batch_size / test_fraction))
+        raise ValueError(
+            f"{n} samples are too few for batch_size={batch_size} with "
+            f"test_fraction={test_fraction}: need at least 2 training batches and 1 held-out "
+            f"batch (n >= {need}); lower batch_size or give more samples"
+        )
+    return n_train, n_test
+
+
+def _check_plausible(bound: str, mi: float, history: list[dict[str, float]]) -> None:
+    """``EstimationFailed`` for a number that must not be reported: an estimate far below 0,
+    or a run whose held-out evaluations collapsed (the selected state is then unreliable)."""
+    tests = [h["test"] for h in history]
+    worst = min(tests) if tests else mi
+    if mi < ABSURD_BELOW:
+        raise EstimationFailed(
+            f"bound {bound!r}: held-out estimate {mi:.4g} nats is not a usable MI estimate "
+            f"(below {ABSURD_BELOW:g}; held-out evaluations down to {worst:.3g}): the critic "
+            f"fails on held-out points (heavy tails or too few samples); {_remedy(bound)}"
+        )
+    if not all(math.isfinite(t) for t in tests) or worst < UNSTABLE_BELOW:
+        raise EstimationFailed(
+            f"bound {bound!r} is unstable on this data: held-out evaluations fell to "
+            f"{worst:.3g} nats during training, so the selected estimate ({mi:.3f}) cannot be "
+            f"trusted (its exponential terms blow up on held-out points); {_remedy(bound)}"
+        )
 
 
 def estimate_mi(
     x: Any,
     y: Any,
-    bound: str = "flo",
-    critic: str = "dot",
-    batch_size: int = 128,
-    steps: int = 3000,
+    bound: str | None = None,
+    critic: str | None = None,
+    batch_size: int | None = None,
+    steps: int | None = None,
     *,
     progress: bool | Callable[[int, float | None], None] = True,
     config: EstimateConfig | None = None,
@@ -325,6 +382,8 @@ def estimate_mi(
         critic: a name from ``CRITICS`` (``dot, cosine, gaussian, lp, bilinear, joint``).
         batch_size: ``K``, pairs per batch (``K − 1`` negatives per positive).
         steps: maximum number of Adam steps.
+            ``bound``, ``critic``, ``batch_size`` and ``steps`` left at ``None`` come from
+            ``config`` (or the :class:`EstimateConfig` defaults: flo, dot, 128, 3000).
         progress: show a rich progress bar (``True``), nothing (``False``), or a callback
             ``fn(step, held_out_estimate_or_None)``.
         config: a full :class:`EstimateConfig`; ``options`` override its fields
@@ -345,9 +404,9 @@ def estimate_mi(
     unknown = sorted(set(options) - fields)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; valid: {sorted(fields)}")
-    cfg = dataclasses.replace(
-        base, bound=bound, critic=critic, batch_size=batch_size, steps=steps, **options
-    )
+    given = {"bound": bound, "critic": critic, "batch_size": batch_size, "steps": steps}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    cfg = dataclasses.replace(base, **overrides, **options)
     xt, yt = as_2d_tensor(x, "x"), as_2d_tensor(y, "y")
     check_paired(xt, yt)
     n = xt.shape[0]
@@ -356,14 +415,12 @@ def estimate_mi(
         raise ValueError(
             f"batch_size={k} must be divisible by the number of ranks ({dist.world_size()})"
         )
-    n_test = int(round(n * cfg.test_fraction))
-    n_train = n - n_test
-    if n_test < k or n_train < 2 * k:
-        raise ValueError(
-            f"{n} samples are too few for batch_size={k} with test_fraction={cfg.test_fraction}: "
-            f"need at least 2 training batches and 1 held-out batch "
-            f"(n >= {math.ceil(max(2 * k / (1 - cfg.test_fraction), k / cfg.test_fraction))}); "
-            "lower batch_size or give more samples"
+    n_train, n_test = check_sample_size(n, k, cfg.test_fraction)
+    notes: list[str] = []
+    if xt.shape == yt.shape and torch.equal(xt, yt):
+        notes.append(
+            "x and y are identical: for continuous data I(X;Y) is infinite, so the estimate "
+            "only says how far this bound and batch size can go"
         )
 
     device = resolve_device(cfg.device)
@@ -447,9 +504,22 @@ def estimate_mi(
     m = min(n_train, 20 * k)
     train_values = _batch_values(objective, x_tr[:m], y_tr[:m], k)
     mi = float(values.mean())
-    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    ci = bootstrap_ci(values, cfg.n_bootstrap, cfg.confidence, np.random.default_rng(cfg.seed))
-    notes: list[str] = []
+    _check_plausible(cfg.bound, mi, history)
+    if len(values) > 1:
+        stderr = float(values.std(ddof=1) / math.sqrt(len(values)))
+        ci = bootstrap_ci(values, cfg.n_bootstrap, cfg.confidence, np.random.default_rng(cfg.seed))
+        if ci[0] < 0:
+            notes.append(
+                f"the {100 * cfg.confidence:.0f}% CI [{ci[0]:.3f}, {ci[1]:.3f}] reaches below "
+                "0 nats: MI is never negative, so at this confidence the data do not show "
+                "dependence (or the critic is too weak to find it)"
+            )
+    else:
+        stderr, ci = math.nan, (math.nan, math.nan)
+        notes.append(
+            f"only 1 held-out batch of {k} pairs: no standard error or confidence interval; "
+            "give more samples or a smaller batch_size"
+        )
     if cfg.bound == "infonce" and mi > math.log(k) - 0.1:
         notes.append(
             f"InfoNCE estimate {mi:.3f} is within 0.1 nats of its cap log K = {math.log(k):.3f}; "

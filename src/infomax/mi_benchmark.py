@@ -15,9 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from .estimate import EstimateConfig, estimate_mi
+from .estimate import EstimateConfig, EstimationFailed, check_sample_size, estimate_mi
 from .registry import BOUNDS
-from .reports import markdown_table, print_table, save_figure, write_csv, write_results
+from .reports import (
+    atomic_write_text,
+    markdown_table,
+    print_table,
+    save_figure,
+    write_csv,
+    write_results,
+)
 
 
 def run_mi_benchmark(
@@ -40,9 +47,12 @@ def run_mi_benchmark(
         raise ValueError("no tasks given")
     if not seeds:
         raise ValueError("no seeds given")
+    if not bounds:
+        raise ValueError("no bounds given")
     for name in bounds:
         BOUNDS.get(name)
     cfg = config or EstimateConfig()
+    check_sample_size(n_samples, cfg.batch_size, cfg.test_fraction)  # before any run
     rows: list[dict[str, Any]] = []
     total = len(tasks) * len(bounds) * len(seeds)
     bar, job = _progress(progress, total)
@@ -83,7 +93,7 @@ def run_mi_benchmark(
             seed=list(seeds)[0],
         )
         plot_staircase(summary, out / "staircase.png", batch_size=cfg.batch_size)
-        (out / "summary.md").write_text(summary_markdown(summary))
+        atomic_write_text(out / "summary.md", summary_markdown(summary))
     return result
 
 
@@ -97,17 +107,7 @@ def _one_run(
         "seed": seed,
     }
     try:
-        est = estimate_mi(
-            x,
-            y,
-            bound=bound,
-            critic=cfg.critic,
-            batch_size=cfg.batch_size,
-            steps=cfg.steps,
-            config=cfg,
-            seed=seed,
-            progress=False,
-        )
+        est = estimate_mi(x, y, bound=bound, config=cfg, seed=seed, progress=False)
         row.update(
             estimate=est.mi,
             stderr=est.stderr,
@@ -118,7 +118,7 @@ def _one_run(
             seconds=est.seconds,
             error="",
         )
-    except ValueError as err:  # a diverging bound is a result, not a crash of the benchmark
+    except EstimationFailed as err:  # a diverging bound is a result; a usage error is not
         row.update(
             estimate=math.nan,
             stderr=math.nan,
@@ -132,23 +132,94 @@ def _one_run(
     return row
 
 
-def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Combine the ``results.csv`` of several benchmark runs (e.g. seeds split over processes)
-    into one ``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and plot."""
+#: Columns every ``results.csv`` of a benchmark run has.
+RESULT_COLUMNS = ("task", "true_mi", "bound", "seed", "estimate", "seconds", "error")
+
+#: Settings that runs must share to be merged (seeds, tasks and bounds may differ).
+MERGE_KEYS = ("estimate", "n_samples")
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
+
+
+def _read_run(folder: Path) -> tuple[Any, dict[str, Any]]:
+    """``(results frame, config)`` of one finished benchmark folder; ``ValueError`` naming the
+    file for a missing, unreadable or foreign file."""
     import json
 
     import pandas as pd
 
+    path, meta = folder / "results.csv", folder / "results.json"
+    if not path.exists():
+        raise ValueError(f"{folder} has no results.csv (is the run finished?)")
+    try:
+        frame = pd.read_csv(path, dtype={"error": str})
+    except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' parser errors
+        raise ValueError(f"cannot read {path}: {err}") from None
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} is not a benchmark results file: it lacks columns {missing}")
+    frame["error"] = frame["error"].fillna("")
+    try:
+        config = json.loads(meta.read_text())["config"]
+        if not isinstance(config, dict):
+            raise TypeError("config is not an object")
+    except FileNotFoundError:
+        raise ValueError(f"{folder} has no results.json (is the run finished?)") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{meta} is not a benchmark results.json ({err})") from None
+    return frame, config
+
+
+def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Combine the ``results.csv`` of several benchmark runs (e.g. seeds split over processes)
+    into one ``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and plot.
+
+    The runs must share their estimation settings and sample count (:data:`MERGE_KEYS`) and
+    must not repeat a (task, bound, seed) run: ``ValueError`` naming the difference otherwise.
+    """
+    import pandas as pd
+
+    if not folders:
+        raise ValueError("no folders given")
+    resolved = [Path(f).resolve() for f in folders]
+    repeated = sorted({str(f) for f in folders if resolved.count(Path(f).resolve()) > 1})
+    if repeated:
+        raise ValueError(f"folder(s) {repeated} given more than once: merging would double-count")
     frames, configs = [], []
     for folder in folders:
-        path = Path(folder) / "results.csv"
-        if not path.exists():
-            raise ValueError(f"{folder} has no results.csv (is the run finished?)")
-        frame = pd.read_csv(path, dtype={"error": str})
-        frame["error"] = frame["error"].fillna("")
+        frame, config = _read_run(Path(folder))
+        frame["_folder"] = str(folder)
         frames.append(frame)
-        configs.append(json.loads((Path(folder) / "results.json").read_text())["config"])
-    rows = pd.concat(frames, ignore_index=True).to_dict("records")
+        configs.append(config)
+    ref = {k: v for key in MERGE_KEYS for k, v in _flatten(key, configs[0].get(key)).items()}
+    for folder, config in zip(folders[1:], configs[1:], strict=True):
+        got = {k: v for key in MERGE_KEYS for k, v in _flatten(key, config.get(key)).items()}
+        diff = [
+            f"{k} {ref.get(k)!r} vs {got.get(k)!r}"
+            for k in sorted(set(ref) | set(got))
+            if ref.get(k) != got.get(k)
+        ]
+        if diff:
+            raise ValueError(
+                f"cannot merge {folders[0]} and {folder}: different settings ({'; '.join(diff)})"
+            )
+    both = pd.concat(frames, ignore_index=True)
+    dup = both[both.duplicated(["task", "bound", "seed"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        where = sorted(set(dup[(dup.task == first.task) & (dup.bound == first.bound)]._folder))
+        raise ValueError(
+            f"task {first.task} / bound {first.bound} / seed {first.seed} appears in {where}: "
+            "the runs overlap, merging would double-count seeds"
+        )
+    rows = both.drop(columns="_folder").to_dict("records")
     summary = summarize(rows)
     out = Path(out_dir)
     write_csv(out / "results.csv", rows)
@@ -156,9 +227,9 @@ def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[st
     seeds = sorted({int(r["seed"]) for r in rows})
     config = dict(configs[0], seeds=seeds, merged_from=[str(f) for f in folders])
     write_results(out, config=config, results={"rows": rows, "summary": summary}, seed=seeds[0])
-    batch = configs[0].get("estimate", {}).get("batch_size")
+    batch = (configs[0].get("estimate") or {}).get("batch_size")
     plot_staircase(summary, out / "staircase.png", batch_size=batch)
-    (out / "summary.md").write_text(summary_markdown(summary))
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
     return {"rows": rows, "summary": summary}
 
 

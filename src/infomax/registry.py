@@ -76,5 +76,7 @@ BOUNDS: Registry = Registry("bound", ("infomax.bounds",))
 CRITICS: Registry = Registry("critic", ("infomax.critics",))
 DIVERGENCES: Registry = Registry("divergence", ("infomax.divergences",))
 TASKS: Registry = Registry("task", ("infomax.tasks",))
+#: Suites: a name that expands to several tasks (``staircase`` -> one Gaussian task per MI).
+SUITES: Registry = Registry("task suite", ("infomax.tasks",))
 TRANSFORMS: Registry = Registry("transform", ("infomax.tasks",))
 METHODS: Registry = Registry("method", ("infomax.ssl",))

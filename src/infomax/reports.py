@@ -19,11 +19,44 @@ from typing import Any
 import numpy as np
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files ``.NAME.PID.*.tmp`` that a killed writer of ``path`` left
+    (SIGKILL gives no chance to clean up); files of a live process are kept."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 :].split(".")
+        if parts and parts[0].isdigit() and _pid_alive(int(parts[0])):
+            continue  # another live process is writing this file right now
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    The temporary file is ``.NAME.PID.XXXX.tmp``; leftovers of a killed writer are removed on
+    the next write of the same file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -38,6 +71,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def prepare_out_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Create the output folder ``path`` and check that files can be written in it.
+
+    ``ValueError`` (one line) when ``path`` is an existing file or the folder cannot be created
+    or written, so that a run fails before its work, not after it.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {p} is an existing file, not a folder; choose another {option}")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(
+            f"{option} {p} cannot be written ({reason}); choose another {option}"
+        ) from None
+    return p
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -57,7 +111,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, numpy/torch scalars and arrays, paths and non-finite floats to JSON."""
+    """Convert dataclasses, numpy/torch scalars and arrays and paths to JSON types; a non-finite
+    float (a quantity that could not be computed) becomes ``None`` (JSON ``null``)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
@@ -70,7 +125,7 @@ def to_jsonable(obj: Any) -> Any:
         return int(obj)
     if isinstance(obj, (np.floating, float)):
         value = float(obj)
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else None  # JSON null: "not available"
     if isinstance(obj, np.ndarray):
         return to_jsonable(obj.tolist())
     if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):

@@ -15,12 +15,12 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from infomax.registry import TASKS
+from infomax.registry import SUITES, TASKS
 from infomax.tasks.base import Task
 from infomax.tasks.gaussian import staircase
 from infomax.tasks.transforms import transformed
 
-SUITES: dict[str, Callable[..., Sequence[Task]]] = {"staircase": staircase}
+SUITES.add("staircase", staircase)
 
 
 def _call(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:
@@ -102,7 +102,8 @@ def _parse(spec: str) -> list[Task]:
     name, _, args = text.partition(":")
     name, params = name.strip(), _parse_params(args)
     if name.lower() in SUITES:
-        return list(_call(name, SUITES[name.lower()], params))
+        suite: Callable[..., Sequence[Task]] = SUITES.get(name)
+        return list(_call(name, suite, params))
     return [make_task(name, **params)]
 
 
