@@ -174,3 +174,36 @@ def test_train_ssl_cli_and_eval(tmp_path):
         app, ["train", "simclr", "--data", "mnist", "--data-dir", str(tmp_path)]
     )
     assert missing.exit_code == 2 and "train-images-idx3-ubyte.gz" in missing.output
+
+
+def test_config_rejects_non_finite_weight_decay():
+    for bad in (math.nan, math.inf, -1e-6):
+        with pytest.raises(ValueError, match="weight_decay"):
+            TrainConfig(weight_decay=bad)
+
+
+def test_resume_into_another_model_is_a_one_line_value_error(tmp_path):
+    data = [torch.randn(4, 2)]
+
+    def loss_fn(m, x):
+        return m(x[:, : m.in_features] if hasattr(m, "in_features") else x).pow(2).mean()
+
+    cfg = TrainConfig(epochs=1, progress=False)
+    fit(nn.Linear(2, 1), lambda e: data, loss_fn, cfg, out_dir=tmp_path)
+    with pytest.raises(ValueError) as err:
+        fit(nn.Linear(3, 1), lambda e: data, loss_fn, cfg, out_dir=tmp_path, resume=True)
+    msg = str(err.value)
+    assert "does not match the model: 0 missing, 0 unexpected, 1 shape mismatches" in msg
+    assert "weight saved [1, 2] vs model [1, 3]" in msg and "\n" not in msg
+    with pytest.raises(ValueError, match="2 missing, 2 unexpected, 0 shape mismatches"):
+        fit(
+            nn.Sequential(nn.Linear(2, 1)),
+            lambda e: data,
+            loss_fn,
+            cfg,
+            out_dir=tmp_path,
+            resume=True,
+        )
+    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        fit(nn.Linear(2, 1), lambda e: data, loss_fn, cfg, out_dir=tmp_path, resume=True)

@@ -81,8 +81,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
@@ -102,7 +102,11 @@ class TrainConfig:
                 raise ValueError(f"invalid device {self.device!r}: {err}") from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+        if (
+            isinstance(self.checkpoint_every, bool)
+            or not isinstance(self.checkpoint_every, int)
+            or self.checkpoint_every < 1
+        ):
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every!r}")
 
 
@@ -194,6 +198,17 @@ def lr_factor(progress: float, config: TrainConfig) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def check_device_name(device: str | torch.device) -> None:
+    """``ValueError`` unless ``device`` is ``"auto"`` or a name torch parses (``cpu``,
+    ``cuda:1`` ...). Does not ask whether the device exists: see :func:`resolve_device`."""
+    if str(device) == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}: {err}") from None
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; other names are validated (``ValueError``).
 
@@ -280,6 +295,69 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"cannot read checkpoint {str(path)!r}: {err}") from None
 
 
+#: Entries every checkpoint written by :func:`fit` holds.
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "global_step", "history", "rng")
+
+
+def check_checkpoint(state: Any, path: str | Path) -> None:
+    """``ValueError`` unless ``state`` (from :func:`load_checkpoint`) looks like a :func:`fit`
+    checkpoint (a dict with :data:`CHECKPOINT_KEYS`)."""
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else ["all"]
+    if missing:
+        raise ValueError(
+            f"{str(path)!r} is not a training checkpoint written by infomax "
+            f"(missing entries: {', '.join(missing)})"
+        )
+
+
+def state_dict_mismatch(model: nn.Module, state_dict: Any, limit: int = 3) -> str:
+    """One line describing how ``state_dict`` differs from ``model.state_dict()``:
+    ``"N missing, M unexpected, K shape mismatches (missing: a, b; ...)"``; ``""`` if the keys
+    and shapes agree."""
+    if not isinstance(state_dict, dict):
+        return f"the saved model state is a {type(state_dict).__name__}, not a state dict"
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} saved {list(state_dict[k].shape)} vs model {list(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict
+        and isinstance(state_dict[k], Tensor)
+        and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return ""
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if names:
+            more = f", ... (+{len(names) - limit})" if len(names) > limit else ""
+            parts.append(f"{label}: {', '.join(names[:limit])}{more}")
+    return (
+        f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} shape "
+        f"mismatches ({'; '.join(parts)})"
+    )
+
+
+def load_model_state(
+    model: nn.Module,
+    state_dict: Any,
+    what: str = "the checkpoint",
+    target: str = "the model",
+) -> None:
+    """``model.load_state_dict(state_dict)``, turning torch's ``RuntimeError`` (missing /
+    unexpected keys, size mismatches) into a one-line ``ValueError``:
+    ``"<what> does not match <target>: N missing, M unexpected, K shape mismatches (...)"``."""
+    detail = state_dict_mismatch(model, state_dict)
+    if detail:
+        raise ValueError(f"{what} does not match {target}: {detail}")
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{what} does not match {target}: {first}") from None
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool, total: int) -> Iterator[Any]:
     if not enabled:
@@ -316,6 +394,8 @@ def fit(
     resume: bool = False,
     after_step: Callable[[nn.Module, int], None] | None = None,
     on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None = None,
+    resume_state: dict[str, Any] | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs`` epochs; see the module docstring.
 
@@ -325,7 +405,11 @@ def fit(
     ``resolve_device(config.device)``); ``after_step(model, global_step)`` runs after each
     optimiser step (momentum encoders); ``on_epoch_end(epoch, model)`` returns metrics added to
     that epoch's history record. With ``resume=True`` training continues from
-    ``out_dir/checkpoint.pt``.
+    ``out_dir/checkpoint.pt``, or from ``resume_state`` when given (that checkpoint already read
+    with :func:`load_checkpoint`, e.g. to validate it before anything is written). A checkpoint
+    whose model or optimizer state does not fit ``model`` / ``config`` raises ``ValueError``
+    (one line: missing / unexpected keys, shape mismatches). ``extra_state``: plain-typed
+    entries stored in every checkpoint besides the training state (e.g. the caller's config).
     """
     device = resolve_device(config.device)
     distributed = _dist.is_distributed() and _dist.world_size() > 1
@@ -343,9 +427,21 @@ def fit(
     if resume:
         if ckpt_path is None:
             raise ValueError("resume=True needs out_dir holding a checkpoint")
-        state = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = (
+            resume_state
+            if resume_state is not None
+            else load_checkpoint(ckpt_path, map_location=device)
+        )
+        check_checkpoint(state, ckpt_path)
+        load_model_state(model, state["model"], f"checkpoint {str(ckpt_path)!r}")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"the optimizer state in {str(ckpt_path)!r} does not match the "
+                f"{config.optimizer!r} optimizer of this model: {first}"
+            ) from None
         if "scaler" in state and use_amp:
             scaler.load_state_dict(state["scaler"])
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
@@ -457,6 +553,8 @@ def fit(
                     "rng": rng_state(),
                     "train_config": asdict(config),
                 }
+                if extra_state:
+                    payload = {**extra_state, **payload}  # never replaces the training state
                 if use_amp:
                     payload["scaler"] = scaler.state_dict()
                 if ranks_rng is not None:

@@ -6,14 +6,21 @@ alignment / uniformity of the projected test embeddings. It writes ``results.jso
 versions, seed, curves, metrics), ``history.csv``, ``curves.png``, ``ssl_config.json`` and
 ``checkpoint.pt`` into ``out_dir``. ``evaluate_checkpoint(out_dir / "checkpoint.pt")`` repeats
 the evaluation from a saved run.
+
+Run folders are protected: training into a folder that already holds a ``checkpoint.pt`` needs
+``resume=True`` (continue it: the settings must match the saved ones, see :data:`RESUMABLE`)
+or ``overwrite=True`` (replace it); a refused resume writes nothing. Every checkpoint also stores
+its :class:`SSLConfig` (``"ssl_config"``), so a checkpoint that does not fit the configuration
+in use is reported by the settings that differ, never by torch's ``state_dict`` error.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,10 +34,49 @@ from ..data import DATASETS, ImageDataset, load_dataset
 from ..eval import alignment, extract_features, knn_accuracy, linear_probe, uniformity
 from ..models import build_encoder
 from ..registry import METHODS
-from ..train import TrainConfig, fit, load_checkpoint, resolve_device
+from ..train import (
+    CHECKPOINT_NAME,
+    TrainConfig,
+    check_checkpoint,
+    fit,
+    load_checkpoint,
+    load_model_state,
+    resolve_device,
+    state_dict_mismatch,
+)
 from .losses import Objective
 
 CONFIG_NAME = "ssl_config.json"
+
+#: Settings that may differ from the saved ones when a run is resumed. They change how long
+#: (``epochs``: extend a run; the cosine schedule is then recomputed for the new length), where
+#: or how fast (``device``, ``threads``, ``memory_efficient``: tiled kernels compute the same
+#: loss) or how verbosely (``progress``, ``eval_every``) the run is computed, or where its data
+#: is read from (``data_dir``), but not what the saved epochs learnt. Every other setting
+#: (method, model, objective, data, optimisation, seed, and the evaluation settings ``knn_k``,
+#: ``knn_temperature``, ``probe_subset``, which must stay fixed for the kNN curve to be
+#: comparable) must equal the saved value.
+RESUMABLE = frozenset(
+    {"epochs", "eval_every", "progress", "device", "threads", "memory_efficient", "data_dir"}
+)
+#: Settings that only affect the evaluation (``evaluate_checkpoint`` may use other values).
+EVAL_ONLY = frozenset({"knn_k", "knn_temperature", "probe_subset"})
+#: :class:`SSLConfig` fields passed on to :class:`infomax.train.TrainConfig` (saved in every
+#: checkpoint's ``"train_config"``, also by versions that did not store ``"ssl_config"``).
+_TRAIN_FIELDS = (
+    "epochs",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "warmup_epochs",
+    "amp",
+    "device",
+    "seed",
+    "progress",
+    "sync_batchnorm",
+)
+#: The files :func:`train_ssl` writes into a run folder.
+RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, "results.json", "history.csv", "curves.png")
 
 
 @dataclass(frozen=True)
@@ -42,7 +88,13 @@ class SSLConfig:
     use only the first ``n`` training images for SSL / for the probe and kNN bank (``None``: all);
     ``eval_every``: kNN accuracy on the test set every ``n`` epochs (0: only at the end);
     ``sync_batchnorm``: batch-norm statistics over all ranks under ``torchrun``;
-    ``memory_efficient``: tiled loss kernels (``None``: automatic from 4096² score entries).
+    ``memory_efficient``: tiled loss kernels (``None``: automatic from 4096² score entries);
+    ``threads``: torch CPU threads set by :func:`train_ssl` (``None``: leave torch's setting).
+
+    Every value is checked here (``ValueError``): counts and sizes are integers in range
+    (``batch_size``, ``train_subset``, ``probe_subset``, ``width`` >= 2; ``epochs``,
+    ``proj_dim``, ``proj_hidden``, ``queue_size``, ``knn_k``, ``threads`` >= 1;
+    ``eval_every`` >= 0), rates and temperatures finite, switches booleans.
     """
 
     method: str = "simclr"
@@ -72,6 +124,7 @@ class SSLConfig:
     eval_every: int = 0
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
     amp: bool = True
     progress: bool = True
     sync_batchnorm: bool = False
@@ -84,25 +137,46 @@ class SSLConfig:
             raise ValueError(f"unknown dataset {self.data!r}; valid: {', '.join(DATASETS)}")
         if self.encoder not in ("auto", "cnn", "resnet18", "mlp"):
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: auto, cnn, resnet18, mlp")
-        self.objective()  # validates divergence, similarity, temperature, alpha
-        for name in ("batch_size", "proj_dim", "proj_hidden", "queue_size", "knn_k"):
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir must be a folder name or None, got {self.data_dir!r}")
+        for name in ("temperature", "alpha", "knn_temperature", "lr"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (2 if name == "batch_size" else 1)
-            ):
-                raise ValueError(
-                    f"{name} must be a positive integer (batch_size >= 2), got {value!r}"
-                )
-        for name in ("train_subset", "probe_subset", "width"):
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("weight_decay", "warmup_epochs"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 2):
-                raise ValueError(f"{name} must be None or an integer >= 2, got {value!r}")
-        if self.eval_every < 0 or self.knn_temperature <= 0:
-            raise ValueError("eval_every must be >= 0 and knn_temperature > 0")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        for name in ("augment", "amp", "progress", "sync_batchnorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.memory_efficient is not None and not isinstance(self.memory_efficient, bool):
+            raise ValueError(
+                f"memory_efficient must be True, False or None, got {self.memory_efficient!r}"
+            )
+        minimum = {
+            "epochs": 1,
+            "batch_size": 2,
+            "proj_dim": 1,
+            "proj_hidden": 1,
+            "queue_size": 1,
+            "knn_k": 1,
+            "eval_every": 0,
+            "seed": 0,
+        }
+        optional = {"train_subset": 2, "probe_subset": 2, "width": 2, "threads": 1}
+        for name, low in [*minimum.items(), *optional.items()]:
+            value = getattr(self, name)
+            if value is None and name in optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                none = "None or " if name in optional else ""
+                raise ValueError(f"{name} must be {none}an integer >= {low}, got {value!r}")
+        self.objective()  # validates divergence, similarity
         self.train_config()  # validates the optimisation settings
 
     def objective(self) -> Objective:
@@ -137,6 +211,10 @@ class SSLConfig:
         """Rebuild from ``asdict`` output, ignoring unknown keys."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def build_model(config: SSLConfig) -> nn.Module:
@@ -176,7 +254,12 @@ class EpochBatches:
         from torch.utils.data import DistributedSampler
 
         n = images.shape[0]
-        global_batch = min(batch_size, n - n % world)
+        if batch_size > n:  # never clamp silently: the run's records would claim batch_size
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {n} training images; "
+                f"use at most {n} (or more images)"
+            )
+        global_batch = batch_size
         if global_batch % world or global_batch < 2 * world:
             raise ValueError(
                 f"batch_size {batch_size} must be divisible by the {world} ranks and give "
@@ -206,27 +289,51 @@ def _subset(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
     return (x, y) if n is None else (x[:n], y[:n])
 
 
+def eval_features(
+    model: nn.Module, dataset: ImageDataset, config: SSLConfig, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(bank_features, bank_labels, test_features)``: frozen ``model.encoder`` features of the
+    probe / kNN memory bank (the first ``config.probe_subset`` training images, all when
+    ``None``) and of the test images. The one source of features for :func:`knn_score` (the
+    per-epoch curve and the final number) and the linear probe."""
+    norm = Normalize(dataset.mean, dataset.std).to(device)
+    bank_x, bank_y = _subset(dataset.train_x, dataset.train_y, config.probe_subset)
+    encoder: nn.Module = model.encoder  # type: ignore[assignment]
+    f_bank = extract_features(encoder, bank_x, transform=norm, device=device)
+    f_test = extract_features(encoder, dataset.test_x, transform=norm, device=device)
+    return f_bank, bank_y, f_test
+
+
+def knn_score(
+    f_bank: Tensor, bank_y: Tensor, f_test: Tensor, test_y: Tensor, config: SSLConfig
+) -> float:
+    """Weighted-kNN test accuracy with ``config.knn_k`` and ``config.knn_temperature``: the
+    single kNN code path of a run (``eval_every`` curve and final ``knn_acc``)."""
+    return knn_accuracy(
+        f_bank, bank_y, f_test, test_y, k=config.knn_k, temperature=config.knn_temperature
+    )
+
+
+def evaluate_knn(
+    model: nn.Module, dataset: ImageDataset, config: SSLConfig, device: torch.device
+) -> float:
+    """:func:`knn_score` of :func:`eval_features`: what ``eval_every`` records per epoch; equal
+    to ``evaluate_model(...)["knn_acc"]`` for the same weights."""
+    f_bank, bank_y, f_test = eval_features(model, dataset, config, device)
+    return knn_score(f_bank, bank_y, f_test, dataset.test_y, config)
+
+
 def evaluate_model(
     model: nn.Module, dataset: ImageDataset, config: SSLConfig, device: torch.device
 ) -> dict[str, float]:
-    """Linear probe and kNN (k, T from ``config``) on encoder features, alignment and
+    """Linear probe and kNN (:func:`knn_score`) on :func:`eval_features`, alignment and
     uniformity of unit-normalised projected embeddings of two augmented test views."""
-    norm = Normalize(dataset.mean, dataset.std).to(device)
-    train_x, train_y = _subset(dataset.train_x, dataset.train_y, config.probe_subset)
-    encoder: nn.Module = model.encoder  # type: ignore[assignment]
-    f_train = extract_features(encoder, train_x, transform=norm, device=device)
-    f_test = extract_features(encoder, dataset.test_x, transform=norm, device=device)
+    f_bank, bank_y, f_test = eval_features(model, dataset, config, device)
     out = {
-        "linear_probe_acc": linear_probe(f_train, train_y, f_test, dataset.test_y),
-        "knn_acc": knn_accuracy(
-            f_train,
-            train_y,
-            f_test,
-            dataset.test_y,
-            k=config.knn_k,
-            temperature=config.knn_temperature,
-        ),
+        "linear_probe_acc": linear_probe(f_bank, bank_y, f_test, dataset.test_y),
+        "knn_acc": knn_score(f_bank, bank_y, f_test, dataset.test_y, config),
     }
+    norm = Normalize(dataset.mean, dataset.std).to(device)
     aug = build_augment(dataset.name)
     was_training = model.training
     model.eval()
@@ -257,11 +364,102 @@ def _plot(history: list[dict], path: Path) -> None:
     reports.save_figure(fig, path)
 
 
-def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def config_differences(
+    saved: Mapping[str, Any], config: SSLConfig, ignore: frozenset[str] = RESUMABLE
+) -> list[str]:
+    """``["name old -> new", ...]`` for every :class:`SSLConfig` field in ``saved`` (see
+    :func:`saved_settings`) and outside ``ignore`` whose value in ``config`` differs."""
+    out = []
+    for f in fields(config):
+        if f.name in ignore or f.name not in saved:
+            continue
+        new = getattr(config, f.name)
+        old = saved[f.name]
+        if old != new or isinstance(old, bool) != isinstance(new, bool):
+            out.append(f"{f.name} {old!r} -> {new!r}")
+    return out
+
+
+def _read_config_json(path: Path) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {str(path)!r}: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{str(path)!r} does not hold a settings object")
+    return values
+
+
+def saved_settings(state: Mapping[str, Any], config_json: Path | None = None) -> dict[str, Any]:
+    """The settings a checkpoint was written with: its ``"ssl_config"``; for checkpoints without
+    one, ``config_json`` (the ``ssl_config.json`` next to it, if given and present) updated
+    with the :class:`TrainConfig` fields of its ``"train_config"``. Fields a full record lacks
+    (written before they existed) get their defaults; ``{}``: nothing known."""
+    defaults = {f.name: f.default for f in fields(SSLConfig)}
+    embedded = state.get("ssl_config")
+    if isinstance(embedded, Mapping):
+        return {**defaults, **embedded}
+    values: dict[str, Any] = {}
+    if config_json is not None and config_json.is_file():
+        values.update(defaults)
+        values.update(_read_config_json(config_json))
+    train_config = state.get("train_config")
+    if isinstance(train_config, Mapping):
+        values.update({k: train_config[k] for k in _TRAIN_FIELDS if k in train_config})
+    return values
+
+
+def _resume_state(config: SSLConfig, out: Path, device: torch.device) -> dict[str, Any]:
+    """Read and validate ``out/checkpoint.pt`` for resuming with ``config``; writes nothing."""
+    ckpt = out / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        raise ValueError(f"cannot resume: no checkpoint at {str(ckpt)!r}")
+    state = load_checkpoint(ckpt, map_location=device)
+    check_checkpoint(state, ckpt)
+    saved = saved_settings(state, out / CONFIG_NAME)
+    if "method" not in saved:
+        raise ValueError(
+            f"cannot resume: no SSL settings saved with {str(ckpt)!r} (no {CONFIG_NAME}); "
+            "is this an `infomax train` run?"
+        )
+    diffs = config_differences(saved, config)
+    if diffs:
+        raise ValueError(
+            "cannot resume: settings differ from the saved run: "
+            f"{', '.join(diffs)}; use the saved settings or a new --out"
+        )
+    done = int(state["epoch"])
+    if config.epochs < done:
+        raise ValueError(
+            f"cannot resume: the saved run has already trained {done} epochs, more than "
+            f"epochs={config.epochs}; pass epochs >= {done}"
+        )
+    return state
+
+
+def train_ssl(
+    config: SSLConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Train and evaluate one SSL run; returns the metrics dict also stored in ``results.json``.
 
     Keys: ``linear_probe_acc``, ``knn_acc``, ``alignment``, ``uniformity``, ``final_loss``,
-    ``epochs``, ``train_seconds``, ``images_per_s``.
+    ``epochs``, ``train_seconds``, ``images_per_s``. With ``eval_every``, each ``eval_every``-th
+    epoch's history record gets the ``knn_acc`` of :func:`evaluate_knn` (same memory bank, ``k``
+    and temperature as the final ``knn_acc``, so the last point equals it).
+
+    ``resume=True`` continues ``out_dir/checkpoint.pt``. The settings saved with it must equal
+    ``config`` except for those in :data:`RESUMABLE` (``epochs`` may grow to extend the run,
+    ``progress``, ``eval_every``, ``device``, ``threads``, ``memory_efficient``, ``data_dir``);
+    anything else raises ``ValueError`` naming every differing setting. All checks (settings,
+    epochs, that the saved model state fits the model) run before anything is written: a
+    refused resume leaves the run folder untouched.
+
+    Without ``resume``, a folder that already holds a ``checkpoint.pt`` raises ``ValueError``
+    unless ``overwrite=True``, which first deletes that run's files (:data:`RUN_FILES`).
 
     Under ``torchrun`` (a process group from :func:`infomax.dist.init_from_env`) every rank
     trains on its slice of each global batch of ``config.batch_size`` images, with negatives
@@ -269,20 +467,44 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
     return ``{}``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(config.data, config.data_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} exists and is not a folder")
     device = resolve_device(config.device)
+    dataset = load_dataset(config.data, config.data_dir)  # input errors first, then the folder
+    state: dict[str, Any] | None = None
+    if resume:
+        state = _resume_state(config, out, device)
+    elif (out / CHECKPOINT_NAME).exists() and not overwrite:
+        raise ValueError(
+            f"{str(out)!r} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
+            "continue it, --overwrite to replace it, or choose another --out"
+        )
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     rank, world = dist.rank(), dist.world_size()
-    if rank == 0:
-        reports.write_json(out / CONFIG_NAME, asdict(config))
     train_x, _ = _subset(dataset.train_x, dataset.train_y, config.train_subset)
     images = train_x.to(device)
     if images.shape[0] < 2:
         raise ValueError("need at least 2 training images")
     torch.manual_seed(config.seed)  # initial weights; fit() reseeds for data and augmentation
     model = build_model(config)
+    if state is not None:  # the saved weights must fit before anything is written
+        load_model_state(
+            model,
+            state["model"],
+            f"cannot resume: checkpoint {str(out / CHECKPOINT_NAME)!r}",
+            "the model built from these settings",
+        )
     aug = build_augment(config.data).to(device)
     norm = Normalize(dataset.mean, dataset.std).to(device)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        if overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        reports.write_json(out / CONFIG_NAME, asdict(config))
 
     def view(x: Tensor) -> Tensor:
         return norm(aug(x) if config.augment else x)
@@ -299,11 +521,7 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
     def on_epoch_end(epoch: int, m: nn.Module) -> dict[str, float]:
         if config.eval_every <= 0 or (epoch + 1) % config.eval_every:
             return {}
-        bank_x, bank_y = _subset(dataset.train_x, dataset.train_y, config.probe_subset or 10_000)
-        enc: nn.Module = m.encoder  # type: ignore[assignment]
-        f_bank = extract_features(enc, bank_x, transform=norm, device=device)
-        f_test = extract_features(enc, dataset.test_x, transform=norm, device=device)
-        return {"knn_acc": knn_accuracy(f_bank, bank_y, f_test, dataset.test_y, k=config.knn_k)}
+        return {"knn_acc": evaluate_knn(m, dataset, config, device)}
 
     result = fit(
         model,
@@ -314,6 +532,8 @@ def train_ssl(config: SSLConfig, out_dir: str | Path, *, resume: bool = False) -
         resume=resume,
         after_step=after_step,
         on_epoch_end=on_epoch_end,
+        resume_state=state,
+        extra_state={"ssl_config": asdict(config)},
     )
     if rank != 0:
         return {}
@@ -362,13 +582,18 @@ def evaluate_checkpoint(
     probe_subset: int | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a run from its ``checkpoint.pt`` (or its folder), using the
-    ``ssl_config.json`` saved next to it; ``data_dir`` overrides the saved data directory."""
+    ``ssl_config.json`` saved next to it; ``data_dir`` overrides the saved data directory.
+
+    A checkpoint that does not fit the model built from ``ssl_config.json`` (or that was trained
+    on another dataset) raises ``ValueError``: the settings that differ between the checkpoint
+    and ``ssl_config.json`` when the checkpoint records them, otherwise the numbers of missing,
+    unexpected and mis-shaped entries."""
     path = Path(path)
-    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    ckpt = path / CHECKPOINT_NAME if path.is_dir() else path
     cfg_path = ckpt.parent / CONFIG_NAME
     if not cfg_path.is_file():
         raise ValueError(f"no {CONFIG_NAME} next to {str(ckpt)!r}; is this an `infomax train` run?")
-    values = json.loads(cfg_path.read_text())
+    values = _read_config_json(cfg_path)
     if data_dir is not None:
         values["data_dir"] = data_dir
     if probe_subset is not None:
@@ -377,8 +602,20 @@ def evaluate_checkpoint(
     config = SSLConfig.from_dict(values)
     dev = resolve_device(device)
     state = load_checkpoint(ckpt, map_location=dev)
+    check_checkpoint(state, ckpt)
     model = build_model(config).to(dev)
-    model.load_state_dict(state["model"])
+    saved = saved_settings(state)
+    diffs = config_differences(saved, config, RESUMABLE | EVAL_ONLY) if saved else []
+    mismatch = state_dict_mismatch(model, state["model"])
+    if diffs and (mismatch or saved.get("data", config.data) != config.data):
+        counts = f"; model: {mismatch.split(' (')[0]}" if mismatch else ""
+        raise ValueError(
+            f"{str(ckpt)!r} was trained with other settings than {str(cfg_path)!r} says "
+            f"(checkpoint -> {CONFIG_NAME}): {', '.join(diffs)}{counts}"
+        )
+    load_model_state(
+        model, state["model"], f"checkpoint {str(ckpt)!r}", f"the model built from {CONFIG_NAME}"
+    )
     dataset = load_dataset(config.data, config.data_dir)
     metrics: dict[str, Any] = evaluate_model(model, dataset, config, dev)
     metrics["epochs"] = int(state["epoch"])
@@ -387,7 +624,8 @@ def evaluate_checkpoint(
 
 def demo_simclr_digits(out_dir: str | Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """A short SimCLR run (NT-Xent, MLP encoder) on scikit-learn's digits; also reports the
-    raw-pixel logistic-regression accuracy for comparison. Takes well under a minute on CPU."""
+    raw-pixel logistic-regression accuracy for comparison. Takes well under a minute on CPU.
+    A previous demo run in ``out_dir`` is replaced (``overwrite=True``)."""
     config = SSLConfig(
         method="simclr",
         data="digits",
@@ -398,7 +636,7 @@ def demo_simclr_digits(out_dir: str | Path, seed: int = 0, progress: bool = True
         seed=seed,
         progress=progress,
     )
-    metrics = train_ssl(config, out_dir)
+    metrics = train_ssl(config, out_dir, overwrite=True)
     ds = load_dataset("digits")
     metrics["raw_pixel_probe_acc"] = linear_probe(
         ds.train_x.flatten(1).float(), ds.train_y, ds.test_x.flatten(1).float(), ds.test_y
