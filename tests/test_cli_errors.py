@@ -454,3 +454,54 @@ def test_mismatched_checkpoint_on_eval_and_on_resume(trained: Path, tmp_path: Pa
 def test_batch_larger_than_the_data_is_an_error_not_a_clamp(tmp_path: Path) -> None:
     args = [*TRAIN[:-4], "--batch-size", "256", "--out", str(tmp_path / "big")]
     _fails(args, "batch_size 256 is larger than the 128 training images")
+
+
+def test_an_output_error_during_the_run_is_one_line(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from infomax import reports
+
+    def full_disk(path: object, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(reports, "atomic_write_bytes", full_disk)
+    args = ["estimate", str(data / "x.npy"), str(data / "y.npy"), "--steps", "5"]
+    _fails([*args, "--batch-size", "32", "--out", str(tmp_path / "r")], "No space left on device")
+
+
+def test_an_unexpected_exception_is_one_line_with_exit_status_1(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infomax import arrays
+
+    def broken(*args: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(arrays, "load_pair", broken)
+    monkeypatch.delenv("INFOMAX_TRACEBACK", raising=False)
+    result = _run(["estimate", str(data / "x.npy"), str(data / "y.npy")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "internal error: KeyError: 'boom'" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--dm-sizes", "100000"], "--dm-sizes 100000 is larger than the"),
+        (["--dm-sizes", "20.7"], "comma list of integers"),
+        (["--dm-sizes", ""], "names no size"),
+        (["--width", "0"], "width"),
+        (["--epochs", "0"], "epochs"),
+    ],
+)
+def test_dm_sizes_and_widths(tmp_path: Path, args: list[str], match: str) -> None:
+    base = ["dm", "--data", "synthetic", "--epochs", "1", "--out", str(tmp_path / "dm")]
+    _fails([*base, *args], match)
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--steps", "0"], ["--batch", "1"]])
+def test_identify_zero_sizes(tmp_path: Path, args: list[str]) -> None:
+    _fails(["identify", *args, "--out", str(tmp_path / "id")], args[0].lstrip("-"))

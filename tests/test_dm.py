@@ -5,6 +5,7 @@ a short training run whose held-out MI estimate stays below the ceiling, the CLI
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -282,3 +283,30 @@ def test_cli_dm_sweep_writes_outputs(tmp_path):
     assert "reference" in set(table["sigma"].astype(str))
     bad = CliRunner().invoke(app, ["dm", "--target", "cauchy", "--out", str(out)])
     assert bad.exit_code == 2 and "target" in bad.output
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("training started: the size check must come before any expensive work")
+
+
+def test_dm_sizes_larger_than_test_set_fail_before_training(tmp_path, monkeypatch):
+    """``--dm-sizes 100000`` used to train, drop the size silently, then attempt an O(n²)
+    energy test of the 100000-point reference sample (~80 GB); now one clear error first."""
+    from infomax.dm import experiment
+
+    monkeypatch.setattr(experiment, "fit", _no_training)
+    monkeypatch.setattr(experiment, "reference_metrics", _no_training)
+    cfg = DMConfig(data="synthetic", dm_sizes=(500, 100_000), progress=False, device="cpu")
+    msg = "--dm-sizes 100000 is larger than the 2000 test inputs; use at most 2000"
+    with pytest.raises(ValueError, match=msg):
+        train_dm(cfg)
+    with pytest.raises(ValueError, match=msg):
+        experiment.run_sweep(cfg, [0.1, 0.2], tmp_path / "sweep")
+    with pytest.raises(ValueError, match="-dm-sizes 400 is larger than the 300 test inputs"):
+        DMConfig(data="synthetic", test_subset=300, dm_sizes=(400,), batch_size=64)
+    with pytest.raises(ValueError, match="larger than the 100 probe inputs"):
+        DMConfig(data="synthetic", probe_subset=100, dm_sizes=(200,), batch_size=64)
+    with pytest.raises(ValueError, match="fewer than one batch of --batch-size 256"):
+        DMConfig(data="synthetic", test_subset=100, dm_sizes=(50,))
+    with pytest.raises(ValueError, match="sigma must be"):  # every sigma of a sweep, up front
+        experiment.run_sweep(replace(cfg, dm_sizes=(500,)), [0.1, -1.0], tmp_path / "bad")

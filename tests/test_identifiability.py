@@ -265,6 +265,71 @@ def test_make_objective() -> None:
         make_objective("nce2")
 
 
+def test_symmetric_mine_updates_ema_once_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Symmetric MINE: after each training step of :func:`run_identify` the EMA is one update
+    ``(1 − r)·ema + r·m_t`` (``m_t = mean_{i≠j} exp(S_ij)`` of step ``t``, ``m(Sᵀ) = m(S)``), not
+    two (which would be ``(1 − r)²·ema + (1 − (1 − r)²)·m_t``)."""
+    import infomax.bounds as bounds
+    from infomax.identifiability import experiment
+
+    instances: list[bounds.MINELoss] = []
+    scores: list[torch.Tensor] = []
+
+    class SpyMINE(bounds.MINELoss):
+        def __init__(self, rate: float = 0.01) -> None:
+            super().__init__(rate)
+            instances.append(self)
+
+    real_scores = experiment.model_scores
+
+    def spy_scores(*args: object) -> torch.Tensor:
+        s = real_scores(*args)  # type: ignore[arg-type]
+        scores.append(s.detach().clone())
+        return s
+
+    monkeypatch.setattr(bounds, "MINELoss", SpyMINE)
+    monkeypatch.setattr(experiment, "model_scores", spy_scores)
+    cfg = IdentifyConfig(
+        space="box",
+        conditional="laplace",
+        loss="mine",
+        symmetric=True,
+        dim=3,
+        hidden=(16,),
+        steps=3,
+        batch=32,
+        eval_every=3,
+        eval_samples=50,
+        final_samples=50,
+        mixing_condition=10.0,
+        seed=1,
+    )
+    instances.clear()  # the config's own make_objective check built one
+    run_identify(cfg, progress=False)
+    assert len(instances) == 1 and len(scores) == 3
+    rate = instances[0].rate
+    m = [torch.exp(bounds.log_mean_exp_offdiag(s)) for s in scores]
+    expected = m[0]  # initialised to the first batch mean
+    for m_t in m[1:]:
+        expected = (1 - rate) * expected + rate * m_t
+    torch.testing.assert_close(instances[0].ema, expected, rtol=1e-6, atol=0.0)
+
+
+def test_symmetric_objective_averages_both_directions() -> None:
+    from infomax.bounds import MINELoss, infonce, mine
+
+    s = torch.randn(6, 6, dtype=torch.float64)
+    sym = make_objective("infonce", symmetric=True)
+    torch.testing.assert_close(sym(s), -0.5 * (infonce(s) + infonce(s.T)))
+    obj = make_objective("mine", symmetric=True)
+    ref = MINELoss()
+    for step in range(3):
+        st = s + 0.3 * step
+        value, ref_value = obj(st), ref(st)  # one EMA update each
+        torch.testing.assert_close(obj.ema, ref.ema)  # type: ignore[attr-defined]
+        torch.testing.assert_close(value, -0.5 * (ref_value + mine(st.T, ref.ema)))
+
+
 def test_config_matching_and_validation() -> None:
     cfg = IdentifyConfig()
     assert cfg.model_space == "sphere" and cfg.tau == pytest.approx(0.1)

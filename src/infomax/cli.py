@@ -37,9 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def error_line(err: BaseException) -> str:
     """One line for an input or output problem: what went wrong and, where known, on which path."""
     if isinstance(err, OSError) and err.strerror:
-        path = f" {err.filename}" if err.filename else ""
-        verb = "write" if isinstance(err, (PermissionError, FileExistsError)) else "use"
-        return f"cannot {verb}{path}: {err.strerror}"
+        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
     if isinstance(err, MemoryError):
         return "not enough memory for this run: lower the sizes (batch, samples, test sizes)"
     return str(err) or type(err).__name__
@@ -699,7 +697,12 @@ def dm(
             raise ValueError(f"--{name} must be a comma list of numbers, got {text!r}") from None
 
     sigmas = floats(sweep, "sweep") if sweep else [sigma]
-    sizes = tuple(int(v) for v in floats(dm_sizes, "dm-sizes"))
+    try:
+        sizes = tuple(int(v) for v in dm_sizes.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--dm-sizes must be a comma list of integers, got {dm_sizes!r}") from None
+    if not sizes:
+        raise ValueError("--dm-sizes names no size: give a comma list such as 500,1000")
     cfg = DMConfig(
         data=data,
         data_dir=data_dir,

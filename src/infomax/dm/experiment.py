@@ -27,13 +27,37 @@ from torch import Tensor, nn
 
 from .. import reports
 from ..critics import lp_scores
+from ..models import ENCODERS
 from ..registry import BOUNDS
 from ..train import TrainConfig, fit, resolve_device
 from .metrics import dm_metrics, reference_metrics
 from .noise import NoiseInjection, binding_sigma, capacity, check_target, sigma_schedule
 
 DATA_CHOICES = ("synthetic", "digits", "mnist", "fashion-mnist")
+ENCODER_CHOICES = ("auto", *ENCODERS)
 TAU_SCALE = 20.0
+MIN_SUBSET = 10
+MIN_DM_SIZE = 20
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _bad_int(value: Any, minimum: int) -> bool:
+    return bool(
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int, *, none: str | None = None) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum``, or None
+    when ``none`` (what None means) is given."""
+    if none is not None and value is None:
+        return
+    if _bad_int(value, minimum):
+        what = f"an integer >= {minimum}" + (f" (or None: {none})" if none is not None else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,9 +96,12 @@ class DMConfig:
         if self.data not in DATA_CHOICES:
             raise ValueError(f"unknown data {self.data!r}; valid: {', '.join(DATA_CHOICES)}")
         check_target(self.target)
-        if not (self.sigma >= 0 and math.isfinite(self.sigma)):
-            raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma}")
-        sigma_schedule(0.0, self.sigma, self.sigma_warmup)  # validates warmup
+        if not (_is_number(self.sigma) and 0 <= self.sigma < math.inf):
+            raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
+        if not (_is_number(self.sigma_warmup) and 0 <= self.sigma_warmup <= 1):
+            raise ValueError(
+                f"sigma_warmup must be a fraction of training in [0, 1], got {self.sigma_warmup!r}"
+            )
         if BOUNDS.get(self.bound).extra is not None:
             raise ValueError(
                 f"bound {self.bound!r} needs an extra network; use one of "
@@ -82,16 +109,36 @@ class DMConfig:
             )
         if self.views not in ("augment", "identity"):
             raise ValueError(f"views must be 'augment' or 'identity', got {self.views!r}")
-        for name in ("dim", "batch_size", "permutations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
+        if self.encoder not in ENCODER_CHOICES:
+            raise ValueError(
+                f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODER_CHOICES)}"
+            )
+        _check_int("dim", self.dim, 2)
+        _check_int("batch_size", self.batch_size, 2)  # InfoMax needs a negative
+        _check_int("epochs", self.epochs, 1)
+        _check_int("permutations", self.permutations, 1)
+        _check_int("width", self.width, 1, none="the encoder's default")
+        _check_int("seed", self.seed, 0)
+        if not (_is_number(self.lr) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         for name in ("train_subset", "probe_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 10):
-                raise ValueError(f"{name} must be None or an integer >= 10, got {value!r}")
-        if not self.dm_sizes or any(n < 3 for n in self.dm_sizes):
-            raise ValueError(f"dm_sizes must be non-empty sizes >= 3, got {self.dm_sizes}")
+            _check_int(name, getattr(self, name), MIN_SUBSET, none="all")
+        if (
+            not isinstance(self.dm_sizes, (tuple, list))
+            or not self.dm_sizes
+            or any(_bad_int(n, MIN_DM_SIZE) for n in self.dm_sizes)
+        ):
+            raise ValueError(
+                f"dm_sizes must be one or more integer sample sizes >= {MIN_DM_SIZE} (the DM "
+                f"tests need at least {MIN_DM_SIZE} points), got {self.dm_sizes!r}"
+            )
+        # sizes that the subsets already rule out (the data set itself: check_data_sizes)
+        check_data_sizes(
+            self,
+            n_train=self.train_subset,
+            n_probe=self.probe_subset,
+            n_test=self.test_subset,
+        )
         self.train_config()
 
     def train_config(self) -> TrainConfig:
@@ -103,6 +150,44 @@ class DMConfig:
             seed=self.seed,
             progress=self.progress,
             checkpoint_every=self.epochs,
+        )
+
+
+def check_data_sizes(
+    config: DMConfig,
+    *,
+    n_train: int | None = None,
+    n_probe: int | None = None,
+    n_test: int | None = None,
+) -> None:
+    """``ValueError`` (naming the option and the largest value that works) unless the inputs
+    available, ``n_train`` (DIM training), ``n_probe`` (probe training, also the in-sample energy
+    test at ``dm_sizes[0]``) and ``n_test`` (``None``: unknown, not checked), hold one batch and
+    every DM test size. :class:`DMConfig` checks the subsets, :func:`train_dm` the data set, both
+    before any training or ``O(n²)`` DM test."""
+    sub = " (after --test-subset)" if config.test_subset is not None else ""
+    if n_test is not None:
+        for n in config.dm_sizes:
+            if n > n_test:
+                raise ValueError(
+                    f"--dm-sizes {n} is larger than the {n_test} test inputs{sub}; "
+                    f"use at most {n_test}"
+                )
+        if n_test < config.batch_size:
+            raise ValueError(
+                f"the {n_test} test inputs{sub} are fewer than one batch of --batch-size "
+                f"{config.batch_size} (held-out MI estimate); use --batch-size {n_test} at most"
+            )
+    if n_probe is not None and config.dm_sizes[0] > n_probe:
+        raise ValueError(
+            f"--dm-sizes {config.dm_sizes[0]} (the first size, also used for the in-sample test "
+            f"on the probe's training inputs) is larger than the {n_probe} probe inputs; use at "
+            f"most {n_probe} or a larger --probe-subset"
+        )
+    if n_train is not None and n_train < config.batch_size:
+        raise ValueError(
+            f"the {n_train} training inputs are fewer than one batch of --batch-size "
+            f"{config.batch_size}; use --batch-size {n_train} at most"
         )
 
 
@@ -312,8 +397,13 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
     device = resolve_device(config.device)
     data = build_data(config, device)
     images = data.train_x if config.train_subset is None else data.train_x[: config.train_subset]
-    if images.shape[0] < config.batch_size:
-        raise ValueError(f"need at least batch_size={config.batch_size} training inputs")
+    n_probe = data.train_x.shape[0] if config.probe_subset is None else config.probe_subset
+    check_data_sizes(
+        config,
+        n_train=images.shape[0],
+        n_probe=min(n_probe, data.train_x.shape[0]),
+        n_test=data.test_x.shape[0],
+    )
     torch.manual_seed(config.seed)
     model = NoisyDIM(data.encoder, config.dim, config.target, config.sigma).to(device)
     spec = BOUNDS.get(config.bound)
@@ -345,7 +435,7 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
 
     metrics: dict[str, Any] = {"sigma": config.sigma, "target": config.target}
     metrics["linear_probe_acc"] = linear_probe(f_train, probe_y, f_test, data.test_y)
-    sizes = [n for n in config.dm_sizes if n <= f_test.shape[0]] or [f_test.shape[0]]
+    sizes = list(config.dm_sizes)  # checked against the test set before training
     for i, n in enumerate(sizes):
         dm = dm_metrics(
             f_test, config.target, n=n, permutations=config.permutations, seed=config.seed
@@ -396,13 +486,13 @@ def run_sweep(
 
     if not sigmas:
         raise ValueError("need at least one sigma")
+    configs = [replace(config, sigma=float(s)) for s in sigmas]  # every sigma valid up front
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     feats: dict[float, Tensor] = {}
     t0 = time.perf_counter()
-    for s in sigmas:
-        cfg = replace(config, sigma=float(s))
+    for s, cfg in zip(sigmas, configs, strict=True):
         metrics, f_test = train_dm(cfg, out / f"sigma_{s:g}")
         rows.append(metrics)
         feats[float(s)] = f_test

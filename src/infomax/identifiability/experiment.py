@@ -22,6 +22,7 @@ the mixed observations ``x = g(z)`` themselves.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -42,6 +43,26 @@ from .spaces import SPACES, Conditional, Space, get_space
 logger = logging.getLogger(__name__)
 
 MODELS = ("sphere", "box", "rn")
+MIN_EVAL_SAMPLES = 10
+
+
+def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum`` (or None)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = f"an integer >= {minimum}" + (" (or None)" if optional else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any, *, optional: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a finite number > 0 (or None)."""
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not (ok and 0 < value < math.inf):
+        what = "a finite number > 0" + (" (or None)" if optional else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -89,17 +110,37 @@ class IdentifyConfig:
             raise ValueError(f"unknown space {self.space!r}; valid names: {', '.join(SPACES)}")
         if self.model is not None and self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid names: {', '.join(MODELS)}")
+        for name in ("kappa", "scale", "p", "lr"):
+            _check_positive(name, getattr(self, name))
+        for name in ("model_p", "temperature", "mixing_condition"):
+            _check_positive(name, getattr(self, name), optional=True)
         _ = self.cond  # validates the conditional
         if self.conditional == "vmf" and self.space != "sphere":
             raise ValueError("the vmf conditional needs --space sphere")
-        if not self.hidden or any(isinstance(w, bool) or int(w) != w or w < 1 for w in self.hidden):
-            raise ValueError(f"hidden must be positive integers, got {self.hidden!r}")
-        for name in ("dim", "mixing_layers", "steps", "batch", "eval_every", "eval_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        _check_int("dim", self.dim, 2)  # the spaces need n >= 2
+        for name in ("mixing_layers", "steps", "eval_every"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("batch", self.batch, 2)  # a contrastive batch needs a negative
+        for name in ("eval_samples", "final_samples"):
+            _check_int(name, getattr(self, name), MIN_EVAL_SAMPLES)
+        _check_int("seed", self.seed, 0)
+        _check_int("threads", self.threads, 1, optional=True)
+        if (
+            not isinstance(self.hidden, (tuple, list))
+            or not self.hidden
+            or any(
+                isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1
+                for w in self.hidden
+            )
+        ):
+            raise ValueError(
+                f"hidden must be a non-empty sequence of integer widths >= 1, got {self.hidden!r}"
+            )
+        if self.mixing_condition is not None and not self.mixing_condition > 1:
+            raise ValueError(
+                "mixing_condition must be > 1 (a condition number; None: the default quantile "
+                f"rule), got {self.mixing_condition}"
+            )
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(
                 f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"
@@ -110,10 +151,6 @@ class IdentifyConfig:
             )
         if self.norm not in (None, "batch", "layer"):
             raise ValueError(f"norm must be None, 'batch' or 'layer', got {self.norm!r}")
-        if self.model_p is not None and not self.model_p > 0:
-            raise ValueError(f"model_p must be > 0, got {self.model_p}")
-        if self.temperature is not None and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
         make_objective(self.loss)  # unknown loss -> ValueError now, not after sampling
 
     @property
@@ -178,11 +215,22 @@ class IdentifyResult:
 # Objective and model
 
 
-def make_objective(loss: str) -> Callable[[Tensor], Tensor]:
+def make_objective(loss: str, symmetric: bool = False) -> Callable[[Tensor], Tensor]:
     """Loss to minimise from a score matrix ``S: [K, K]``: a :data:`BOUNDS` name (its ``loss``)
     or ``fmicl:<divergence>`` (``−L_f``). FLO uses ``u = flo_optimal_u(S)`` detached (its
-    gradient is then that of ``−log mean_{j≠i} exp(S_ij − S_ii)``); MINE keeps its EMA."""
+    gradient is then that of ``−log mean_{j≠i} exp(S_ij − S_ii)``); MINE keeps its EMA
+    (:class:`MINEObjective`). ``symmetric``: ``½ (L(S) + L(Sᵀ))``, one call per training step
+    (MINE's EMA is then still updated once per call, see :class:`MINEObjective`)."""
     name = str(loss).lower()
+    if name == "mine":
+        return MINEObjective(symmetric=symmetric)
+    one = _one_direction(name)
+    if not symmetric:
+        return one
+    return lambda s: 0.5 * (one(s) + one(s.T))
+
+
+def _one_direction(name: str) -> Callable[[Tensor], Tensor]:
     if name.startswith("fmicl:"):
         from ..divergences import fmicl, get_divergence
 
@@ -195,12 +243,42 @@ def make_objective(loss: str) -> Callable[[Tensor], Tensor]:
         from ..bounds import flo_optimal_u
 
         return lambda s: spec.loss(s, u=flo_optimal_u(s).detach())
-    if name == "mine":
+    raise ValueError(f"loss {name!r} needs a learned {spec.extra!r} network; not supported here")
+
+
+class MINEObjective:
+    """MINE loss ``−mine(S, ema)`` with its running mean (SPEC §2: EMA of
+    ``m = mean_{i≠j} exp(S_ij)``, rate ``rate``), kept in ``self.mine`` (a
+    :class:`~infomax.bounds.MINELoss`). Each call is one training step and updates the EMA
+    exactly once, ``ema ← (1 − rate)·ema + rate·m`` (initialised to the first ``m``).
+
+    Symmetric: ``½ (−mine(S, ema) − mine(Sᵀ, ema))`` with the *same* updated ``ema``. The two
+    directions see the same off-diagonal entries, so ``m(Sᵀ) = m(S)``: the EMA tracks one
+    quantity, and the step's one update with ``m(S)`` is the update with the mean over both
+    directions. Updating once per direction (as two :class:`MINELoss` calls would) doubles the
+    effective rate to ``1 − (1 − rate)²`` and, being in place between the forward and the backward
+    of the step, also invalidates the EMA that the first direction's graph saved (autograd
+    ``RuntimeError``); one EMA per direction would keep two copies of the same running mean.
+    """
+
+    def __init__(self, symmetric: bool = False, rate: float = 0.01) -> None:
         from ..bounds import MINELoss
 
-        mine = MINELoss()
-        return lambda s: -mine(s)
-    raise ValueError(f"loss {name!r} needs a learned {spec.extra!r} network; not supported here")
+        self.symmetric = bool(symmetric)
+        self.mine = MINELoss(rate)
+
+    @property
+    def ema(self) -> Tensor:
+        """The running mean of ``mean_{i≠j} exp(S_ij)`` (NaN before the first step)."""
+        return self.mine.ema
+
+    def __call__(self, scores: Tensor) -> Tensor:
+        from ..bounds import mine
+
+        value = self.mine(scores)  # the step's one EMA update, then mine(S, ema)
+        if not self.symmetric:
+            return -value
+        return -0.5 * (value + mine(scores.T, self.mine.ema.to(scores.dtype)))
 
 
 def model_scores(config: IdentifyConfig, a: Tensor, b: Tensor) -> Tensor:
@@ -291,7 +369,7 @@ def run_identify(
     g = InvertibleMLP.random(
         config.dim, config.mixing_layers, seed=config.seed, max_condition=config.mixing_condition
     )
-    objective = make_objective(config.loss)
+    objective = make_objective(config.loss, symmetric=config.symmetric)
 
     eval_rng = np.random.default_rng([config.seed, 1])
     z_fit, z_val = (space.sample_marginal(config.eval_samples, eval_rng) for _ in range(2))
@@ -326,9 +404,7 @@ def run_identify(
             z, z_pos = space.sample_pairs(config.batch, cond, rng)
             a, b = encoder(g(z)), encoder(g(z_pos))
             scores = model_scores(config, a, b)
-            loss = objective(scores)
-            if config.symmetric:
-                loss = 0.5 * (loss + objective(scores.T))
+            loss = objective(scores)  # symmetrised by make_objective when config.symmetric
             if not torch.isfinite(loss):
                 raise ValueError(
                     f"loss {config.loss!r} became non-finite at step {step}; lower --lr or use "

@@ -53,20 +53,34 @@ class DemoConfig:
     mixing_condition: float = 4.0
 
     def __post_init__(self) -> None:
+        check_positive_int(self.dim, "dim")
+        if not _real(self.rho) or not -1 < self.rho < 1:
+            raise ValueError(f"rho must lie in (-1, 1) (|rho| < 1), got {self.rho!r}")
+        if not _real(self.sigma) or not 0 < self.sigma < math.inf:
+            raise ValueError(
+                "sigma must be a finite number > 0 (the learned-prior ELBO estimates R(z)), "
+                f"got {self.sigma!r}"
+            )
         GaussianRPMTask(self.dim, self.rho, self.sigma)
-        if not self.sigma > 0:
-            raise ValueError("the demo needs sigma > 0 (the learned-prior ELBO estimates R(z))")
-        if len(self.ks) == 0:
-            raise ValueError("ks must not be empty")
+        if not isinstance(self.ks, (tuple, list)) or len(self.ks) == 0:
+            raise ValueError(f"ks must be a non-empty tuple of batch sizes, got {self.ks!r}")
         for k in self.ks:
             check_positive_int(k, "every K", minimum=2)
+        check_positive_int(self.n_rows, "n_rows", minimum=2)
         if max(self.ks) > self.n_rows:
             raise ValueError(f"n_rows ({self.n_rows}) must be >= the largest K ({max(self.ks)})")
         check_positive_int(self.n_fit, "n_fit", minimum=10)
         check_positive_int(self.n_pool, "n_pool", minimum=2)
         check_positive_int(self.seed, "seed", minimum=0)
-        if not self.mixing_condition >= 1:
-            raise ValueError(f"mixing_condition must be >= 1, got {self.mixing_condition}")
+        if not _real(self.mixing_condition) or not 1 <= self.mixing_condition < math.inf:
+            raise ValueError(
+                f"mixing_condition must be a finite number >= 1, got {self.mixing_condition!r}"
+            )
+
+
+def _real(value: Any) -> bool:
+    """``value`` is a real number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _batches(n: int, k: int) -> list[slice]:
