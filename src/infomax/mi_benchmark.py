@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,9 @@ def _one_run(
         "seed": seed,
     }
     try:
-        est = estimate_mi(x, y, bound=bound, config=cfg, seed=seed, progress=False)
+        with warnings.catch_warnings():  # kept in the row's "notes", not printed per run
+            warnings.simplefilter("ignore", UserWarning)
+            est = estimate_mi(x, y, bound=bound, config=cfg, seed=seed, progress=False)
         row.update(
             estimate=est.mi,
             stderr=est.stderr,
@@ -117,6 +120,7 @@ def _one_run(
             best_step=est.best_step,
             seconds=est.seconds,
             error="",
+            notes="; ".join(est.warnings),
         )
     except EstimationFailed as err:  # a diverging bound is a result; a usage error is not
         row.update(
@@ -128,6 +132,7 @@ def _one_run(
             best_step=0,
             seconds=math.nan,
             error=str(err),
+            notes="",
         )
     return row
 
@@ -159,13 +164,14 @@ def _read_run(folder: Path) -> tuple[Any, dict[str, Any]]:
     if not path.exists():
         raise ValueError(f"{folder} has no results.csv (is the run finished?)")
     try:
-        frame = pd.read_csv(path, dtype={"error": str})
+        frame = pd.read_csv(path, dtype={"error": str, "notes": str})
     except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' parser errors
         raise ValueError(f"cannot read {path}: {err}") from None
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path} is not a benchmark results file: it lacks columns {missing}")
     frame["error"] = frame["error"].fillna("")
+    frame["notes"] = frame["notes"].fillna("") if "notes" in frame else ""
     try:
         config = json.loads(meta.read_text())["config"]
         if not isinstance(config, dict):
