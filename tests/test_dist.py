@@ -78,6 +78,28 @@ def _worker(rank: int, world: int, out_dir: str) -> None:
     torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
+def _late_import_worker(rank: int, world: int) -> None:
+    """torch.distributed.nn.functional (re)imported after the group exists: its default
+    arguments bind the live group; shutdown() must still free the group (checked by
+    run_ranks: no gloo thread may outlive it)."""
+    import importlib
+
+    import torch.distributed.nn.functional as dist_nn
+
+    importlib.reload(dist_nn)  # what a first import after init_process_group does
+    assert any(
+        isinstance(d, torch.distributed.ProcessGroup) for d in dist_nn.all_gather.__defaults__
+    )
+    x = torch.randn(2, 3, requires_grad=True)
+    dist.all_gather_with_grad(x).sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_a_late_import_of_torch_collectives_does_not_keep_the_group_alive(tmp_path: Path) -> None:
+    run_ranks(_late_import_worker, WORLD, tmp_path)
+
+
 def test_helpers_without_process_group() -> None:
     assert not dist.is_distributed()
     assert (dist.rank(), dist.world_size(), dist.diagonal_offset(7)) == (0, 1, 0)

@@ -47,7 +47,8 @@ if dist.is_available():
     # ``destroy_process_group`` could never free it and join its worker threads; at interpreter
     # exit a worker still releasing the last collective's Python-owned tensor then takes the GIL
     # during finalisation and the rank aborts ("terminate called without an active exception",
-    # exit -6). We also pass ``group=`` explicitly at every call (below).
+    # exit -6). We also pass ``group=`` explicitly at every call, and shutdown() drops a group
+    # that a late import bound anyway (_drop_captured_groups).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         import torch.distributed.nn.functional as dist_nn
@@ -170,6 +171,19 @@ def init_from_env(
     return True
 
 
+def _drop_captured_groups() -> None:
+    """Replace a process group bound as a default argument of ``torch.distributed.nn.functional``
+    (imported after ``init_process_group`` by user code or torch's own lazy imports) by ``None``,
+    which those functions read as the default group, so the default arguments do not keep the
+    group alive past ``destroy_process_group`` (see the import of ``dist_nn``)."""
+    for fn in vars(dist_nn).values():
+        defaults = getattr(fn, "__defaults__", None)
+        if defaults and any(isinstance(d, dist.ProcessGroup) for d in defaults):
+            fn.__defaults__ = tuple(
+                None if isinstance(d, dist.ProcessGroup) else d for d in defaults
+            )
+
+
 def shutdown() -> None:
     """Destroy the default process group if there is one (end of a run, or after an error).
 
@@ -179,6 +193,7 @@ def shutdown() -> None:
     survives to interpreter exit can abort the process, see the import of ``dist_nn``).
     """
     if is_distributed():
+        _drop_captured_groups()
         dist.destroy_process_group()
         gc.collect()
 
