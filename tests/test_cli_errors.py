@@ -35,7 +35,8 @@ def _fails(args: list[str], match: str) -> str:
     assert "Traceback" not in result.output and "internal error" not in result.output
     assert match in text, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output  # one line naming the problem
+    assert len(errors) == 1, result.output  # one line naming the problem ...
+    assert match in errors[0], result.output  # ... not wrapped over several
     return text
 
 

@@ -15,6 +15,7 @@ _LAZY = {
     "estimate_mi": "infomax.estimate",
     "MIEstimate": "infomax.estimate",
     "EstimateConfig": "infomax.estimate",
+    "EstimationFailed": "infomax.estimate",
     "build_critic": "infomax.critics",
     "BOUNDS": "infomax.registry",
     "CRITICS": "infomax.registry",

@@ -60,20 +60,21 @@ def friendly_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except (ValueError, OSError, MemoryError) as err:
-            console.print(f"[bold red]error:[/] {escape(error_line(err))}")
+            console.print(f"[bold red]error:[/] {escape(error_line(err))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
         except Exception as err:
             import torch
 
             if isinstance(err, torch.OutOfMemoryError):
                 msg = "out of device memory: lower --batch-size (or use --memory-efficient)"
-                console.print(f"[bold red]error:[/] {msg}")
+                console.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
                 raise typer.Exit(code=2) from None
             if os.environ.get("INFOMAX_TRACEBACK"):
                 raise
             console.print(
                 f"[bold red]internal error:[/] {escape(type(err).__name__)}: {escape(str(err))} "
-                "(a bug: please report it; INFOMAX_TRACEBACK=1 shows the traceback)"
+                "(a bug: please report it; INFOMAX_TRACEBACK=1 shows the traceback)",
+                soft_wrap=True,
             )
             raise typer.Exit(code=1) from None
 
@@ -157,7 +158,7 @@ def estimate(
         warnings.simplefilter("always")
         xs, ys = load_pair(x, y)
     for w in caught:
-        warn_console.print(f"[yellow]warning:[/] {escape(str(w.message))}")
+        warn_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
     out_dir(out)
     with dist.process_group(device=device):
         main_rank = dist.rank() == 0
@@ -185,7 +186,7 @@ def estimate(
     if as_json:
         typer.echo(result.to_json())
         for note in notes:
-            warn_console.print(f"[yellow]warning:[/] {escape(note)}")
+            warn_console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
         return
     from .reports import print_table
 
@@ -207,7 +208,7 @@ def estimate(
         console=console,
     )
     for note in notes:
-        warn_console.print(f"[yellow]warning:[/] {escape(note)}")
+        warn_console.print(f"[yellow]warning:[/] {escape(note)}", soft_wrap=True)
 
 
 def _write_estimate(result: object, out: str) -> None:

@@ -400,7 +400,10 @@ def estimate_mi(
 
     Raises:
         ValueError: bad shapes, NaN/Inf, mismatched sample counts, fewer samples than two
-            batches in either split, unknown names, or a diverging (non-finite) estimate.
+            batches in either split, unknown names, an unavailable device.
+        EstimationFailed: (a ``ValueError``) the bound diverged, or its held-out estimate must
+            not be reported as a number (below −1 nat, or held-out evaluations that collapsed
+            below ``UNSTABLE_BELOW``); the message names a bound that works on such data.
     """
     base = config or EstimateConfig()
     fields = {f.name for f in dataclasses.fields(EstimateConfig)}
