@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -57,3 +58,36 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def is_real(value: Any) -> bool:
+    """``value`` is a real number (int, float or numpy number; not a bool)."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def is_int_at_least(value: Any, minimum: int) -> bool:
+    """``value`` is an integer (not a bool) >= ``minimum``."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    return bool(ok and value >= minimum)
+
+
+def check_int(name: str, value: Any, minimum: int, *, none: str | bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum``; ``None`` is
+    accepted too when ``none`` is ``True`` or says what ``None`` means."""
+    if none is not False and value is None:
+        return
+    if not is_int_at_least(value, minimum):
+        what = f"an integer >= {minimum}"
+        if none is not False:
+            what += " (or None)" if none is True else f" (or None: {none})"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_positive(name: str, value: Any, *, optional: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a finite number > 0 (or ``None`` when
+    ``optional``)."""
+    if optional and value is None:
+        return
+    if not (is_real(value) and 0 < value < math.inf):
+        what = "a finite number > 0" + (" (or None)" if optional else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")

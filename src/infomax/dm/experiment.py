@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import reports
+from .._checks import check_int, is_int_at_least
 from ..critics import lp_scores
 from ..models import ENCODERS
 from ..registry import BOUNDS
@@ -42,22 +43,6 @@ MIN_DM_SIZE = 20
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-def _bad_int(value: Any, minimum: int) -> bool:
-    return bool(
-        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
-    )
-
-
-def _check_int(name: str, value: Any, minimum: int, *, none: str | None = None) -> None:
-    """``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum``, or None
-    when ``none`` (what None means) is given."""
-    if none is not None and value is None:
-        return
-    if _bad_int(value, minimum):
-        what = f"an integer >= {minimum}" + (f" (or None: {none})" if none is not None else "")
-        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -113,20 +98,20 @@ class DMConfig:
             raise ValueError(
                 f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODER_CHOICES)}"
             )
-        _check_int("dim", self.dim, 2)
-        _check_int("batch_size", self.batch_size, 2)  # InfoMax needs a negative
-        _check_int("epochs", self.epochs, 1)
-        _check_int("permutations", self.permutations, 1)
-        _check_int("width", self.width, 1, none="the encoder's default")
-        _check_int("seed", self.seed, 0)
+        check_int("dim", self.dim, 2)
+        check_int("batch_size", self.batch_size, 2)  # InfoMax needs a negative
+        check_int("epochs", self.epochs, 1)
+        check_int("permutations", self.permutations, 1)
+        check_int("width", self.width, 1, none="the encoder's default")
+        check_int("seed", self.seed, 0)
         if not (_is_number(self.lr) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         for name in ("train_subset", "probe_subset", "test_subset"):
-            _check_int(name, getattr(self, name), MIN_SUBSET, none="all")
+            check_int(name, getattr(self, name), MIN_SUBSET, none="all")
         if (
             not isinstance(self.dm_sizes, (tuple, list))
             or not self.dm_sizes
-            or any(_bad_int(n, MIN_DM_SIZE) for n in self.dm_sizes)
+            or any(not is_int_at_least(n, MIN_DM_SIZE) for n in self.dm_sizes)
         ):
             raise ValueError(
                 f"dm_sizes must be one or more integer sample sizes >= {MIN_DM_SIZE} (the DM "

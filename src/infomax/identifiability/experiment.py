@@ -22,7 +22,6 @@ the mixed observations ``x = g(z)`` themselves.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_int, check_positive
 from ..critics import cosine_scores, lp_scores, mlp
 from ..registry import BOUNDS
 from .metrics import identifiability_metrics, linear_r2, mcc
@@ -44,25 +44,6 @@ logger = logging.getLogger(__name__)
 
 MODELS = ("sphere", "box", "rn")
 MIN_EVAL_SAMPLES = 10
-
-
-def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
-    """``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum`` (or None)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        what = f"an integer >= {minimum}" + (" (or None)" if optional else "")
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
-def _check_positive(name: str, value: Any, *, optional: bool = False) -> None:
-    """``ValueError`` naming ``name`` unless ``value`` is a finite number > 0 (or None)."""
-    if optional and value is None:
-        return
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not (ok and 0 < value < math.inf):
-        what = "a finite number > 0" + (" (or None)" if optional else "")
-        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -111,20 +92,20 @@ class IdentifyConfig:
         if self.model is not None and self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid names: {', '.join(MODELS)}")
         for name in ("kappa", "scale", "p", "lr"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("model_p", "temperature", "mixing_condition"):
-            _check_positive(name, getattr(self, name), optional=True)
+            check_positive(name, getattr(self, name), optional=True)
         _ = self.cond  # validates the conditional
         if self.conditional == "vmf" and self.space != "sphere":
             raise ValueError("the vmf conditional needs --space sphere")
-        _check_int("dim", self.dim, 2)  # the spaces need n >= 2
+        check_int("dim", self.dim, 2)  # the spaces need n >= 2
         for name in ("mixing_layers", "steps", "eval_every"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("batch", self.batch, 2)  # a contrastive batch needs a negative
+            check_int(name, getattr(self, name), 1)
+        check_int("batch", self.batch, 2)  # a contrastive batch needs a negative
         for name in ("eval_samples", "final_samples"):
-            _check_int(name, getattr(self, name), MIN_EVAL_SAMPLES)
-        _check_int("seed", self.seed, 0)
-        _check_int("threads", self.threads, 1, optional=True)
+            check_int(name, getattr(self, name), MIN_EVAL_SAMPLES)
+        check_int("seed", self.seed, 0)
+        check_int("threads", self.threads, 1, none=True)
         if (
             not isinstance(self.hidden, (tuple, list))
             or not self.hidden

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_positive_int
+from .._checks import check_positive_int, is_real
 from ..bounds import infonce_terms
 from .elbo import elbo_terms, infonce_prior_elbo, log_aggregate_recognition, log_partition
 from .gaussian import GaussianRPMTask, QuadraticCritic, dot_critic_elbo, gaussian_mi_from_cov
@@ -54,9 +54,9 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         check_positive_int(self.dim, "dim")
-        if not _real(self.rho) or not -1 < self.rho < 1:
+        if not is_real(self.rho) or not -1 < self.rho < 1:
             raise ValueError(f"rho must lie in (-1, 1) (|rho| < 1), got {self.rho!r}")
-        if not _real(self.sigma) or not 0 < self.sigma < math.inf:
+        if not is_real(self.sigma) or not 0 < self.sigma < math.inf:
             raise ValueError(
                 "sigma must be a finite number > 0 (the learned-prior ELBO estimates R(z)), "
                 f"got {self.sigma!r}"
@@ -72,15 +72,10 @@ class DemoConfig:
         check_positive_int(self.n_fit, "n_fit", minimum=10)
         check_positive_int(self.n_pool, "n_pool", minimum=2)
         check_positive_int(self.seed, "seed", minimum=0)
-        if not _real(self.mixing_condition) or not 1 <= self.mixing_condition < math.inf:
+        if not is_real(self.mixing_condition) or not 1 <= self.mixing_condition < math.inf:
             raise ValueError(
                 f"mixing_condition must be a finite number >= 1, got {self.mixing_condition!r}"
             )
-
-
-def _real(value: Any) -> bool:
-    """``value`` is a real number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _batches(n: int, k: int) -> list[slice]:

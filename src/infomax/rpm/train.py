@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
+from .._checks import check_positive, check_positive_int, is_real
 from ..critics import cosine_scores, mlp
 from .models import RPM, GaussianRecognition, rpm_loss
 
@@ -60,28 +60,17 @@ class DigitsConfig:
         check_positive_int(self.batch_size, "batch_size", minimum=2)
         check_positive_int(self.seed, "seed", minimum=0)
         for name in ("lr", "temperature", "init_std"):
-            _check_positive(name, getattr(self, name))
-        if not _real(self.noise) or not 0 <= self.noise < math.inf:
+            check_positive(name, getattr(self, name))
+        if not is_real(self.noise) or not 0 <= self.noise < math.inf:
             raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
-        if not _real(self.dropout) or not 0 <= self.dropout < 1:
+        if not is_real(self.dropout) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         lo, hi = DIGITS_MIN_FRACTION, 1 - DIGITS_MIN_FRACTION
-        if not _real(self.test_fraction) or not lo <= self.test_fraction <= hi:
+        if not is_real(self.test_fraction) or not lo <= self.test_fraction <= hi:
             raise ValueError(
                 f"test_fraction must be in [{lo:g}, {hi:g}] (both splits need every digit "
                 f"class for the linear probe), got {self.test_fraction!r}"
             )
-
-
-def _real(value: Any) -> bool:
-    """``value`` is a real number (not a bool)."""
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-def _check_positive(name: str, value: Any) -> None:
-    """``ValueError`` naming ``name`` unless ``value`` is a finite number > 0."""
-    if not _real(value) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def load_digits_split(
@@ -266,9 +255,9 @@ class IdentConfig:
         check_positive_int(self.batch_size, "batch_size", minimum=2)
         check_positive_int(self.n_eval, "n_eval", minimum=20)
         check_positive_int(self.seed, "seed", minimum=0)
-        if not _real(self.rho) or not -1 < self.rho < 1:
+        if not is_real(self.rho) or not -1 < self.rho < 1:
             raise ValueError(f"rho must lie in (-1, 1) (|rho| < 1), got {self.rho!r}")
-        _check_positive("lr", self.lr)
+        check_positive("lr", self.lr)
 
 
 def compare_identifiability(config: IdentConfig) -> dict[str, Any]:
