@@ -506,3 +506,10 @@ def test_dm_sizes_and_widths(tmp_path: Path, args: list[str], match: str) -> Non
 @pytest.mark.parametrize("args", [["--threads", "0"], ["--steps", "0"], ["--batch", "1"]])
 def test_identify_zero_sizes(tmp_path: Path, args: list[str]) -> None:
     _fails(["identify", *args, "--out", str(tmp_path / "id")], args[0].lstrip("-"))
+
+
+def test_a_refused_command_leaves_no_empty_out_folder(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    _fails(["train", "simclr", "--data", "nonsense", "--out", str(out)], "nonsense")
+    _fails(["identify", "--threads", "0", "--out", str(out)], "threads")
+    assert not out.exists()

@@ -74,23 +74,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def prepare_out_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
-    """Create the output folder ``path`` and check that files can be written in it.
+    """Check that the output folder ``path`` can be created and written, creating nothing.
 
-    ``ValueError`` (one line) when ``path`` is an existing file or the folder cannot be created
-    or written, so that a run fails before its work, not after it.
+    ``ValueError`` (one line) when ``path`` is an existing file, or when neither it nor (if it
+    does not exist yet) its nearest existing parent folder accepts a new file, so that a run
+    fails before its work, not after it, and a failing command leaves no empty folder behind.
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ValueError(f"{option} {p} is an existing file, not a folder; choose another {option}")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p):
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(probe))
+        with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
         reason = err.strerror or str(err)
-        raise ValueError(
-            f"{option} {p} cannot be written ({reason}); choose another {option}"
-        ) from None
+        msg = f"{option} {p} cannot be written ({reason}); choose another {option}"
+        raise ValueError(msg) from None
     return p
 
 
