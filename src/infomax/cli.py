@@ -82,8 +82,8 @@ def friendly_errors(fn: F) -> F:
 
 
 def out_dir(path: str | None, option: str = "--out") -> str | None:
-    """Check an output folder before any work: create it, and fail now (not after the run)
-    when it is an existing file or cannot be written."""
+    """Check an output folder before any work (creating nothing): fail now, not after the run,
+    when it is an existing file or cannot be written (:func:`reports.prepare_out_dir`)."""
     if path is None:
         return None
     from .reports import prepare_out_dir
@@ -368,7 +368,6 @@ def train(
     Multi-process: `torchrun --nproc-per-node N -m infomax train ...` (one process per GPU, or
     gloo on CPU); --batch-size is the global batch, split over the ranks.
     """
-
     from . import dist
     from .ssl import SSLConfig, train_ssl
 

@@ -153,6 +153,11 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+def _merge_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`MERGE_KEYS` settings of a run's config, flattened (``"estimate.steps"``)."""
+    return _flatten("", {key: config.get(key) for key in MERGE_KEYS})
+
+
 def _read_run(folder: Path) -> tuple[Any, dict[str, Any]]:
     """``(results frame, config)`` of one finished benchmark folder; ``ValueError`` naming the
     file for a missing, unreadable or foreign file."""
@@ -204,9 +209,9 @@ def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[st
         frame["_folder"] = str(folder)
         frames.append(frame)
         configs.append(config)
-    ref = {k: v for key in MERGE_KEYS for k, v in _flatten(key, configs[0].get(key)).items()}
+    ref = _merge_settings(configs[0])
     for folder, config in zip(folders[1:], configs[1:], strict=True):
-        got = {k: v for key in MERGE_KEYS for k, v in _flatten(key, config.get(key)).items()}
+        got = _merge_settings(config)
         diff = [
             f"{k} {ref.get(k)!r} vs {got.get(k)!r}"
             for k in sorted(set(ref) | set(got))
@@ -220,7 +225,8 @@ def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[st
     dup = both[both.duplicated(["task", "bound", "seed"], keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        where = sorted(set(dup[(dup.task == first.task) & (dup.bound == first.bound)]._folder))
+        same = (dup.task == first.task) & (dup.bound == first.bound) & (dup.seed == first.seed)
+        where = sorted(set(dup[same]._folder))
         raise ValueError(
             f"task {first.task} / bound {first.bound} / seed {first.seed} appears in {where}: "
             "the runs overlap, merging would double-count seeds"

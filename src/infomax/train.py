@@ -95,11 +95,7 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(f"invalid device {self.device!r}: {err}") from None
+        check_device_name(self.device)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if (
@@ -216,10 +212,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(f"unknown device {device!r}: {err}") from None
+        check_device_name(device)
+        dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is None and _dist.is_distributed():
@@ -339,6 +333,12 @@ def state_dict_mismatch(model: nn.Module, state_dict: Any, limit: int = 3) -> st
     )
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (torch's state-dict errors span many lines)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def load_model_state(
     model: nn.Module,
     state_dict: Any,
@@ -354,8 +354,7 @@ def load_model_state(
     try:
         model.load_state_dict(state_dict)
     except (RuntimeError, TypeError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{what} does not match {target}: {first}") from None
+        raise ValueError(f"{what} does not match {target}: {_first_line(err)}") from None
 
 
 @contextlib.contextmanager
@@ -437,10 +436,9 @@ def fit(
         try:
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, RuntimeError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(
                 f"the optimizer state in {str(ckpt_path)!r} does not match the "
-                f"{config.optimizer!r} optimizer of this model: {first}"
+                f"{config.optimizer!r} optimizer of this model: {_first_line(err)}"
             ) from None
         if "scaler" in state and use_amp:
             scaler.load_state_dict(state["scaler"])

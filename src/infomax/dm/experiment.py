@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import reports
-from .._checks import check_int, is_int_at_least
+from .._checks import check_int, check_positive, is_int_at_least, is_real
 from ..critics import lp_scores
 from ..models import ENCODERS
 from ..registry import BOUNDS
@@ -39,10 +39,6 @@ ENCODER_CHOICES = ("auto", *ENCODERS)
 TAU_SCALE = 20.0
 MIN_SUBSET = 10
 MIN_DM_SIZE = 20
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -81,9 +77,9 @@ class DMConfig:
         if self.data not in DATA_CHOICES:
             raise ValueError(f"unknown data {self.data!r}; valid: {', '.join(DATA_CHOICES)}")
         check_target(self.target)
-        if not (_is_number(self.sigma) and 0 <= self.sigma < math.inf):
+        if not (is_real(self.sigma) and 0 <= self.sigma < math.inf):
             raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
-        if not (_is_number(self.sigma_warmup) and 0 <= self.sigma_warmup <= 1):
+        if not (is_real(self.sigma_warmup) and 0 <= self.sigma_warmup <= 1):
             raise ValueError(
                 f"sigma_warmup must be a fraction of training in [0, 1], got {self.sigma_warmup!r}"
             )
@@ -104,8 +100,7 @@ class DMConfig:
         check_int("permutations", self.permutations, 1)
         check_int("width", self.width, 1, none="the encoder's default")
         check_int("seed", self.seed, 0)
-        if not (_is_number(self.lr) and 0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        check_positive("lr", self.lr)
         for name in ("train_subset", "probe_subset", "test_subset"):
             check_int(name, getattr(self, name), MIN_SUBSET, none="all")
         if (
