@@ -24,7 +24,7 @@ import torch
 
 from infomax import bounds
 from infomax.critics import build_critic
-from infomax.estimate import MIObjective
+from infomax.objectives import MIObjective
 from infomax.tasks import CorrelatedGaussian
 
 

@@ -1,0 +1,151 @@
+"""``MIObjective``: a critic plus the extras its bound needs (SPEC §2), trained and reported
+through the one objective layer of :mod:`infomax.bounds`, dense or tiled (:mod:`infomax.kernels`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import bounds as _bounds
+from . import dist
+from .critics import SeparableCritic, mlp
+from .kernels import AUTO_MIN_ENTRIES, tiled_objective
+from .registry import BOUNDS
+
+#: bound -> (tiled objective that training maximises (+1) or minimises (−1), reported objective)
+TILED_BOUNDS: dict[str, tuple[str, int, str]] = {
+    "infonce": ("infonce", 1, "infonce"),
+    "nwj": ("nwj", 1, "nwj"),
+    "dv": ("dv", 1, "dv"),
+    "tuba": ("tuba", 1, "tuba"),
+    "flo": ("flo", 1, "flo"),
+    "js": ("js_loss", -1, "js"),
+    "smile": ("js_loss", -1, "smile"),
+}
+
+
+class MIObjective(nn.Module):
+    """A critic plus whatever extra its bound needs; ``loss`` trains, ``estimate`` reports.
+
+    Extras (SPEC §2): FLO's ``u(x, y)`` network on the concatenated positive pair, TUBA's
+    baseline ``b(y)`` network, MINE's running mean of ``mean_{i≠j} exp(S_ij)``.
+    """
+
+    def __init__(
+        self,
+        bound: str,
+        critic: nn.Module,
+        dim_x: int,
+        dim_y: int,
+        hidden: int = 256,
+        layers: int = 2,
+        smile_clip: float = 5.0,
+        memory_efficient: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec: _bounds.BoundSpec = BOUNDS.get(bound)
+        self.critic = critic
+        self.smile_clip = smile_clip
+        self.memory_efficient = memory_efficient
+        self._has_kernel = (
+            bound in TILED_BOUNDS
+            and isinstance(critic, SeparableCritic)
+            and type(critic).kernel_form is not SeparableCritic.kernel_form
+        )
+        if memory_efficient and not self._has_kernel:
+            raise ValueError(
+                "memory_efficient needs an inner-product critic (dot, cosine, gaussian, bilinear) "
+                f"and one of the bounds {sorted(TILED_BOUNDS)}; got {type(critic).__name__} / "
+                f"{bound!r} (MINE's running mean needs the score matrix: use 'dv')"
+            )
+        self.extra_net: nn.Module | None = None
+        self.mine: _bounds.MINELoss | None = None
+        if self.spec.extra == "u":
+            self.extra_net = mlp([dim_x + dim_y, *[hidden] * layers, 1])
+        elif self.spec.extra == "baseline":
+            self.extra_net = mlp([dim_y, *[hidden] * layers, 1])
+        elif self.spec.extra == "ema":
+            self.mine = _bounds.MINELoss()
+
+    def _extra(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        if self.spec.extra == "u":
+            assert self.extra_net is not None
+            return {"u": self.extra_net(torch.cat([x, y], dim=1)).squeeze(1)}
+        if self.spec.extra == "baseline":
+            assert self.extra_net is not None
+            return {"baseline": self.extra_net(y).squeeze(1)}
+        return {}
+
+    def _estimate_fn(self, scores: Tensor, extra: dict[str, Tensor]) -> Tensor:
+        if self.spec.name == "smile":
+            return _bounds.smile(scores, clip=self.smile_clip)
+        return self.spec.estimate(scores, **extra)
+
+    def tiled(self, k: int) -> bool:
+        """Whether a batch of ``k`` pairs goes through :mod:`infomax.kernels` (never holding
+        the ``[k, k]`` scores): asked for, or automatic from ``AUTO_MIN_ENTRIES`` scores on."""
+        if not self._has_kernel or self.memory_efficient is False:
+            return False
+        return bool(self.memory_efficient) or k * k >= AUTO_MIN_ENTRIES
+
+    def _tiled(self, x: Tensor, y: Tensor, train: bool) -> tuple[Tensor | None, Tensor]:
+        """``(training loss or None, reported estimate)`` from the tiled kernels. With several
+        ranks each takes its rows; the kernels gather the columns and return shares, the
+        estimate is their sum and the loss ``world ×`` the share (so that averaging the
+        gradients over ranks gives the global batch's gradient)."""
+        world, rows = dist.world_size(), dist.row_block(x.shape[0])
+        xr, yr = x[rows], y[rows]
+        a, b, kw = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
+        extra: dict[str, Any] = {**kw, **self._extra(xr, yr), "clip": self.smile_clip}
+        train_name, sign, report_name = TILED_BOUNDS[self.spec.name]
+        loss = None
+        if train:
+            value = tiled_objective(a, b, train_name, **extra)
+            loss = -sign * world * value
+        if train and report_name == train_name:
+            share = value.detach()
+        else:
+            with torch.no_grad():
+                det: dict[str, Any] = {
+                    n: t.detach() if isinstance(t, Tensor) else t for n, t in extra.items()
+                }
+                share = tiled_objective(a.detach(), b.detach(), report_name, **det)
+        return loss, dist.all_reduce_sum(share)
+
+    def scores(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Score matrix ``[K, K]`` and extras of one batch; with several ranks each computes its
+        ``K / world`` rows against all columns and the blocks are gathered (with gradient)."""
+        world = dist.world_size()
+        if world == 1:
+            return self.critic(x, y), self._extra(x, y)
+        rows = dist.row_block(x.shape[0])
+        scores = dist.all_gather_with_grad(self.critic(x[rows], y))
+        extra = self._extra(x[rows], y[rows])
+        if "u" in extra:  # per positive pair: gathered like the rows
+            extra["u"] = dist.all_gather_with_grad(extra["u"])
+        if "baseline" in extra:  # b(y_j) per column: every rank needs all columns
+            extra = self._extra(x, y)
+        return scores, extra
+
+    def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(training loss, reported estimate)`` on one batch ``x: [K, dx]``, ``y: [K, dy]``."""
+        if self.tiled(x.shape[0]):
+            loss, value = self._tiled(x, y, train=True)
+            assert loss is not None
+            return loss, value
+        scores, extra = self.scores(x, y)
+        if self.mine is not None:
+            value = self.mine(scores)
+            return -value, value.detach()
+        loss = self.spec.loss(scores, **extra)
+        return loss, self._estimate_fn(scores.detach(), {k: v.detach() for k, v in extra.items()})
+
+    @torch.no_grad()
+    def estimate(self, x: Tensor, y: Tensor) -> Tensor:
+        """The reported bound (nats) on one batch."""
+        if self.tiled(x.shape[0]):
+            return self._tiled(x, y, train=False)[1]
+        return self._estimate_fn(*self.scores(x, y))
