@@ -4,8 +4,13 @@ SPEC §0 and §2. ``scores: [K, K]`` with ``scores[i, j] = f(x_i, y_j)``: the di
 of the joint ``p(x, y)``, the ``K(K−1)`` off-diagonal entries samples of ``p(x)p(y)``. Every
 function returns the bound in **nats** (a scalar); the training loss is its negative unless the
 registry entry says otherwise (JS and SMILE train with the JS loss). ``mean_{i≠j}`` is the mean
-over off-diagonal entries. Each bound is written from per-row terms (``*_terms`` functions) so
-it can be computed in tiles (SPEC §8), across ranks, and bootstrapped.
+over off-diagonal entries.
+
+Each bound is written **once**, as a function of the reductions of :mod:`infomax.reductions`
+(positives, row log-sum-exp, log-sum-exp / sum over negatives). Given a tensor it is the dense
+function of ``S``; given :class:`~infomax.reductions.PairScores` with ``per_row=True`` it is the
+per-row terms (``*_terms``, for the bootstrap); given a tiled layout of
+:mod:`infomax.kernels` it is the same value computed in tiles (SPEC §8) and across ranks.
 
 >>> import torch
 >>> s = torch.zeros(4, 4)
@@ -23,155 +28,157 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .reductions import PairScores, Reductions, as_reductions, check_square, offdiag
 from .registry import BOUNDS
+
+#: A square score matrix ``S: [K, K]`` (diagonal = positives) or any :class:`Reductions` layout.
+Scores = Tensor | Reductions
 
 
 def _check_square(scores: Tensor) -> int:
-    if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"scores must be a square [K, K] matrix, got shape {tuple(scores.shape)}")
-    if scores.shape[0] < 2:
-        raise ValueError("scores need K >= 2 samples (one positive and at least one negative)")
-    return scores.shape[0]
+    return check_square(scores)
 
 
 def _offdiag(scores: Tensor, fill: float) -> Tensor:
-    """``scores`` with the diagonal replaced by ``fill`` (``-inf`` to drop it from a logsumexp)."""
-    eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
-    return scores.masked_fill(eye, fill)
+    return offdiag(scores, fill)
 
 
 def log_mean_exp_offdiag(scores: Tensor) -> Tensor:
     """``log mean_{i≠j} exp(S_ij)`` computed with one ``logsumexp`` (no overflow)."""
-    k = _check_square(scores)
-    return torch.logsumexp(_offdiag(scores, -math.inf).reshape(-1), 0) - math.log(k * (k - 1))
+    return PairScores(scores).log_mean_exp_neg()
 
 
 def log_mean_exp_offdiag_rows(scores: Tensor) -> Tensor:
     """Per row ``log mean_{j≠i} exp(S_ij)``: ``[K]``."""
-    k = _check_square(scores)
-    return torch.logsumexp(_offdiag(scores, -math.inf), dim=1) - math.log(k - 1)
+    k = check_square(scores)
+    return torch.logsumexp(offdiag(scores, -math.inf), dim=1) - math.log(k - 1)
+
+
+def _terms(scores: Tensor) -> PairScores:
+    return PairScores(scores, per_row=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # InfoNCE
 
 
-def infonce_terms(scores: Tensor) -> Tensor:
-    """Per-row InfoNCE terms ``S_ii − logsumexp_j S_ij + log K``: ``[K]``."""
-    k = _check_square(scores)
-    return scores.diagonal() - torch.logsumexp(scores, dim=1) + math.log(k)
-
-
-def infonce(scores: Tensor) -> Tensor:
+def infonce(scores: Scores) -> Tensor:
     """InfoNCE (CPC) bound ``mean_i [S_ii − logsumexp_j S_ij] + log K`` (van den Oord et al. 2018).
 
-    Low variance but never above ``log K``: the positive sits in its own denominator.
+    Low variance but never above ``log K``: the positive sits in its own denominator. For a
+    general layout the row's ``K`` candidates are its positive and its negatives (SimCLR's
+    ``2N − 1`` non-self columns; NT-Xent is ``log C −`` this).
     """
-    return infonce_terms(scores).mean()
+    r = as_reductions(scores)
+    return r.mean(r.positive) - r.mean(r.row_lse()) + r.share(math.log(r.candidates))
+
+
+def infonce_terms(scores: Tensor) -> Tensor:
+    """Per-row InfoNCE terms ``S_ii − logsumexp_j S_ij + log K``: ``[K]``."""
+    return infonce(_terms(scores))
 
 
 # ---------------------------------------------------------------------------------------------
 # NWJ / TUBA / JS
 
 
-def nwj(scores: Tensor) -> Tensor:
+def nwj(scores: Scores) -> Tensor:
     """NWJ (f-GAN KL) bound ``mean_i S_ii − e^{−1} mean_{i≠j} exp(S_ij)`` (Nguyen et al. 2010).
 
     Unbiased; its variance grows like ``e^I``. Optimal critic ``S = 1 + log p(x,y)/p(x)p(y)``.
     """
-    _check_square(scores)
-    return scores.diagonal().mean() - torch.exp(log_mean_exp_offdiag(scores) - 1.0)
+    r = as_reductions(scores)
+    return r.mean(r.positive) - r.share(torch.exp(r.log_mean_exp_neg() - 1.0))
 
 
-def tuba(scores: Tensor, baseline: Tensor) -> Tensor:
+def tuba(scores: Scores, baseline: Tensor) -> Tensor:
     """TUBA bound ``1 + mean_i S_ii − mean_{i≠j} exp(S_ij − b(y_j)) − mean_j b(y_j)``.
 
     ``baseline: [K]`` holds ``b(y_j)`` (Poole et al. 2019); NWJ is TUBA with ``b ≡ 1``.
     """
-    k = _check_square(scores)
-    if baseline.shape != (k,):
-        raise ValueError(f"baseline must have shape [{k}], got {tuple(baseline.shape)}")
-    shifted = scores - baseline.unsqueeze(0)
-    return (
-        1.0 + scores.diagonal().mean() - torch.exp(log_mean_exp_offdiag(shifted)) - baseline.mean()
-    )
+    r = as_reductions(scores)
+    if baseline.shape != r.positive.shape:
+        raise ValueError(
+            f"baseline must have shape {list(r.positive.shape)}, got {tuple(baseline.shape)}"
+        )
+    tail = torch.exp(r.log_mean_exp_neg(col_shift=baseline))
+    return r.share(1.0) + r.mean(r.positive) - r.share(tail) - r.mean(baseline)
 
 
-def js_estimate(scores: Tensor) -> Tensor:
+def js_estimate(scores: Scores) -> Tensor:
     """MI reported by a JS-trained critic: ``1 + mean_i S_ii − mean_{i≠j} exp(S_ij)``.
 
     A JS-trained critic approximates ``log p(x,y)/p(x)p(y)``, so this is NWJ applied to ``S + 1``.
     """
-    _check_square(scores)
-    return 1.0 + scores.diagonal().mean() - torch.exp(log_mean_exp_offdiag(scores))
+    r = as_reductions(scores)
+    return r.share(1.0) + r.mean(r.positive) - r.share(torch.exp(r.log_mean_exp_neg()))
 
 
-def js_loss(scores: Tensor) -> Tensor:
+def js_loss(scores: Scores) -> Tensor:
     """JS training loss (minimised): ``mean_i softplus(−S_ii) + mean_{i≠j} softplus(S_ij)``."""
-    k = _check_square(scores)
-    neg = F.softplus(_offdiag(scores, -math.inf)).sum() / (k * (k - 1))
-    return F.softplus(-scores.diagonal()).mean() + neg
+    r = as_reductions(scores)
+    return r.mean(F.softplus(-r.positive)) + r.mean(r.neg_sum("softplus")) / r.negatives
 
 
 # ---------------------------------------------------------------------------------------------
 # DV / MINE / SMILE
 
 
-def dv(scores: Tensor) -> Tensor:
+def dv(scores: Scores) -> Tensor:
     """Donsker–Varadhan bound ``mean_i S_ii − log mean_{i≠j} exp(S_ij)`` (biased in the batch)."""
-    _check_square(scores)
-    return scores.diagonal().mean() - log_mean_exp_offdiag(scores)
+    r = as_reductions(scores)
+    return r.mean(r.positive) - r.share(r.log_mean_exp_neg())
 
 
-def mine(scores: Tensor, ema: Tensor) -> Tensor:
+def mine(scores: Scores, ema: Tensor) -> Tensor:
     """DV value whose gradient uses a running mean in the log-term (Belghazi et al. 2018).
 
     Forward equals :func:`dv`. Backward replaces ``∇ log m`` with ``∇m / ema`` where
     ``m = mean_{i≠j} exp(S_ij)`` and ``ema`` (detached) is its exponential moving average, which
     removes the mini-batch bias of the DV gradient. :class:`MINELoss` keeps ``ema``.
     """
-    _check_square(scores)
-    log_m = log_mean_exp_offdiag(scores)
+    r = as_reductions(scores)
+    log_m = r.log_mean_exp_neg()
     m = torch.exp(log_m)
     correction = (m - m.detach()) / ema.detach()
-    return scores.diagonal().mean() - (log_m.detach() + correction)
+    return r.mean(r.positive) - r.share(log_m.detach() + correction)
 
 
-def smile(scores: Tensor, clip: float = 5.0) -> Tensor:
+def smile(scores: Scores, clip: float = 5.0) -> Tensor:
     """SMILE estimate ``mean_i S_ii − log mean_{i≠j} clip(exp(S_ij), e^{−τ}, e^{τ})`` (Song & Ermon
     2020), ``τ = clip``; the bias grows as ``τ`` shrinks. Trained with :func:`js_loss`."""
     if clip <= 0:
         raise ValueError(f"SMILE clip must be > 0, got {clip}")
-    _check_square(scores)
-    return scores.diagonal().mean() - log_mean_exp_offdiag(scores.clamp(-clip, clip))
+    r = as_reductions(scores)
+    return r.mean(r.positive) - r.share(r.log_mean_exp_neg(clip=clip))
 
 
 # ---------------------------------------------------------------------------------------------
 # FLO
 
 
-def flo_terms(scores: Tensor, u: Tensor) -> Tensor:
-    """Per-row FLO terms ``1 − u_i − exp(−u_i) · mean_{j≠i} exp(S_ij − S_ii)``: ``[K]``."""
-    k = _check_square(scores)
-    if u.shape != (k,):
-        raise ValueError(f"u must have shape [{k}], got {tuple(u.shape)}")
-    log_neg = log_mean_exp_offdiag_rows(scores - scores.diagonal().unsqueeze(1))
-    return 1.0 - u - torch.exp(log_neg - u)
-
-
-def flo(scores: Tensor, u: Tensor) -> Tensor:
+def flo(scores: Scores, u: Tensor) -> Tensor:
     """FLO bound ``1 + mean_i [−u_i − exp(−u_i) mean_{j≠i} exp(S_ij − S_ii)]`` (Guo et al. 2022).
 
     From ``−log t = max_u (1 − u − e^{−u} t)`` applied to InfoNCE's log-partition; ``u_i`` comes
     from a second network ``u(x_i, y_i)``; tight at ``u_i = log mean_{j≠i} exp(S_ij − S_ii)``
     (:func:`flo_optimal_u`), and linear in the negative average so its gradient is unbiased.
     """
-    return flo_terms(scores, u).mean()
+    r = as_reductions(scores)
+    if u.shape != r.positive.shape:
+        raise ValueError(f"u must have shape {list(r.positive.shape)}, got {tuple(u.shape)}")
+    neg = r.mean(r.neg_sum("exp", row_shift=r.positive + u)) / r.negatives
+    return r.share(1.0) - r.mean(u) - neg
+
+
+def flo_terms(scores: Tensor, u: Tensor) -> Tensor:
+    """Per-row FLO terms ``1 − u_i − exp(−u_i) · mean_{j≠i} exp(S_ij − S_ii)``: ``[K]``."""
+    return flo(_terms(scores), u)
 
 
 def flo_optimal_u(scores: Tensor) -> Tensor:
     """The maximiser ``u*_i = log mean_{j≠i} exp(S_ij − S_ii)`` of FLO for fixed scores: ``[K]``."""
-    _check_square(scores)
+    check_square(scores)
     return log_mean_exp_offdiag_rows(scores - scores.diagonal().unsqueeze(1))
 
 
@@ -195,16 +202,17 @@ class MINELoss(nn.Module):
         self.rate = rate
         self.register_buffer("ema", torch.tensor(float("nan")))
 
-    def forward(self, scores: Tensor) -> Tensor:
+    def forward(self, scores: Scores) -> Tensor:
+        r = as_reductions(scores)
         if self.training:
             with torch.no_grad():
-                m = torch.exp(log_mean_exp_offdiag(scores)).to(self.ema.dtype)
+                m = torch.exp(r.log_mean_exp_neg()).to(self.ema.dtype)
                 if torch.isnan(self.ema):
                     self.ema.copy_(m)
                 else:
                     self.ema.mul_(1.0 - self.rate).add_(self.rate * m)
-        ema = self.ema if not torch.isnan(self.ema) else torch.exp(log_mean_exp_offdiag(scores))
-        return mine(scores, ema.to(scores.dtype))
+        ema = self.ema if not torch.isnan(self.ema) else torch.exp(r.log_mean_exp_neg()).detach()
+        return mine(r, ema.to(r.positive.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +224,11 @@ class BoundSpec:
     """How a bound trains and reports.
 
     ``estimate(scores, **extra)`` is the reported MI (nats); ``loss(scores, **extra)`` is what
-    training minimises. ``extra`` names the extra input: ``"u"`` (FLO's u-network),
-    ``"baseline"`` (TUBA's ``b(y)``), ``"ema"`` (MINE's running mean) or ``None``.
+    training minimises; ``scores`` is a score matrix or any :class:`~infomax.reductions.Reductions`
+    layout (dense, tiled, distributed: the same function). ``extra`` names the extra input:
+    ``"u"`` (FLO's u-network), ``"baseline"`` (TUBA's ``b(y)``), ``"ema"`` (MINE's running mean)
+    or ``None``. ``tiles``: whether estimators may train it through the tiled kernels (MINE's
+    running mean is updated from the materialised batch).
     """
 
     name: str
@@ -226,10 +237,11 @@ class BoundSpec:
     extra: str | None = None
     reports_with_different_function: bool = False
     description: str = ""
+    tiles: bool = True
 
 
 def _neg(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    def loss(scores: Tensor, **extra: Tensor) -> Tensor:
+    def loss(scores: Scores, **extra: Tensor) -> Tensor:
         return -fn(scores, **extra)
 
     loss.__name__ = f"neg_{fn.__name__}"
@@ -246,6 +258,7 @@ for _spec in (
         lambda scores, ema: -mine(scores, ema),
         extra="ema",
         description="DV value with EMA bias-corrected gradient",
+        tiles=False,
     ),
     BoundSpec(
         "tuba",

@@ -16,7 +16,7 @@ torch.Size([5, 5])
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +71,9 @@ def mlp(
 
 
 # ----------------------------------------------------------------------------------------------
-# Pure score functions of embeddings (used by the modules below, the tiled kernels and SSL).
+# Pure score functions of embeddings, and the one value that names an inner-product similarity.
+
+SIMILARITIES = ("dot", "cosine", "gaussian")
 
 
 def dot_scores(a: Tensor, b: Tensor) -> Tensor:
@@ -81,16 +83,79 @@ def dot_scores(a: Tensor, b: Tensor) -> Tensor:
 
 def cosine_scores(a: Tensor, b: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
     """``S_ij = âᵢᵀ b̂ⱼ / τ`` with ``â = a / ‖a‖``; ``a: [K, d]``, ``b: [M, d]`` -> ``[K, M]``."""
-    a = nn.functional.normalize(a, dim=-1)
-    b = nn.functional.normalize(b, dim=-1)
-    return a @ b.transpose(-1, -2) / temperature
+    return Similarity("cosine", temperature)(a, b)
 
 
 def gaussian_scores(a: Tensor, b: Tensor, sigma: float | Tensor = 1.0) -> Tensor:
     """f-Gaussian similarity ``S_ij = −‖âᵢ − b̂ⱼ‖² / (2σ²) = (âᵢᵀb̂ⱼ − 1) / σ²`` on unit vectors."""
-    a = nn.functional.normalize(a, dim=-1)
-    b = nn.functional.normalize(b, dim=-1)
-    return (a @ b.transpose(-1, -2) - 1.0) / (sigma**2)
+    return Similarity("gaussian", sigma**2)(a, b)
+
+
+@dataclass(frozen=True, eq=False)
+class Similarity:
+    """An inner-product score ``S = scale · âᵀb̂ + shift`` of embeddings ``a: [K, d]``,
+    ``b: [M, d]``, and the one place that reads a similarity's name (SPEC §1):
+
+    ============ ================================================ =========== ===========
+    ``kind``     ``S_ij``                                          ``scale``   ``shift``
+    ============ ================================================ =========== ===========
+    ``dot``      ``aᵢᵀbⱼ / τ`` (raw embeddings)                      ``1/τ``     ``0``
+    ``cosine``   ``âᵢᵀb̂ⱼ / τ``                                      ``1/τ``     ``0``
+    ``gaussian`` ``−‖âᵢ − b̂ⱼ‖² / (2τ) = (âᵢᵀb̂ⱼ − 1) / τ``            ``1/τ``     ``−1/τ``
+    ============ ================================================ =========== ===========
+
+    ``temperature`` ``τ`` divides the score the same way for every kind, so for the f-Gaussian
+    of SPEC §1 (``−‖ĝ − ĥ‖²/(2σ²)``) ``τ = σ²``. It may be a 0-d tensor (a learned temperature).
+    Dense critics, the SSL losses, identifiability, DM and the tiled kernels all consume this
+    value; the kernels see only ``prepare`` (normalised embeddings), ``scale`` and ``shift``.
+
+    >>> import torch
+    >>> a = torch.tensor([[3.0, 4.0]])
+    >>> Similarity("cosine", 0.5)(a, a), Similarity("gaussian", 0.5)(a, -a)
+    (tensor([[2.]]), tensor([[-4.]]))
+    """
+
+    kind: str = "cosine"
+    temperature: float | Tensor = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SIMILARITIES:
+            raise ValueError(f"unknown similarity {self.kind!r}; valid: {', '.join(SIMILARITIES)}")
+        if not isinstance(self.temperature, Tensor) and not (
+            isinstance(self.temperature, (int, float))
+            and not isinstance(self.temperature, bool)
+            and math.isfinite(self.temperature)
+            and self.temperature > 0
+        ):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+
+    @property
+    def scale(self) -> float | Tensor:
+        """``1/τ``."""
+        return 1.0 / self.temperature
+
+    @property
+    def shift(self) -> float:
+        """``−1/τ`` for ``gaussian`` (a learned ``τ`` is not supported there), else ``0``."""
+        return -1.0 / float(self.temperature) if self.kind == "gaussian" else 0.0
+
+    def prepare(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        """The embeddings the inner product is taken of: unit vectors unless ``dot``; half
+        precision is promoted to float32 (scores and their exponentials need the range)."""
+        if a.dtype in (torch.float16, torch.bfloat16):
+            a = a.float()
+        b = b.to(a.dtype)
+        if self.kind == "dot":
+            return a, b
+        return nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
+
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        """Score matrix ``[K, M]`` of ``a: [K, d]`` and ``b: [M, d]`` (any leading batch dims)."""
+        a, b = self.prepare(a, b)
+        scores = a @ b.transpose(-1, -2)
+        if self.kind == "gaussian":
+            scores = scores - 1.0
+        return scores / self.temperature
 
 
 def lp_scores(
@@ -131,10 +196,10 @@ class SeparableCritic(nn.Module):
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]] | None:
-        """``(a, b, kwargs)`` with ``score(gx, hy) = critic(a, b)`` for the tiled kernels of
-        :mod:`infomax.kernels` (``kwargs``: ``critic`` and its ``temperature`` / ``sigma``), or
-        ``None`` when the score is not an inner product (``lp``)."""
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, Similarity] | None:
+        """``(a, b, similarity)`` with ``score(gx, hy) = similarity(a, b)``, for the tiled
+        kernels of :mod:`infomax.kernels`, or ``None`` when the score is not an inner product
+        (``lp``)."""
         return None
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -155,8 +220,8 @@ class DotCritic(SeparableCritic):
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return dot_scores(gx, hy)
 
-    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-        return gx, hy, {"critic": "dot"}
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, Similarity]:
+        return gx, hy, Similarity("dot")
 
 
 @CRITICS.register("cosine")
@@ -183,16 +248,21 @@ class CosineCritic(SeparableCritic):
     def temperature(self) -> Tensor:
         return self.log_temperature.exp()
 
-    def score(self, gx: Tensor, hy: Tensor) -> Tensor:
-        return cosine_scores(gx, hy, self.temperature)
+    @property
+    def similarity(self) -> Similarity:
+        return Similarity("cosine", self.temperature)
 
-    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-        return gx, hy, {"critic": "cosine", "temperature": self.temperature}
+    def score(self, gx: Tensor, hy: Tensor) -> Tensor:
+        return self.similarity(gx, hy)
+
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, Similarity]:
+        return gx, hy, self.similarity
 
 
 @CRITICS.register("gaussian")
 class GaussianCritic(SeparableCritic):
-    """f-Gaussian similarity ``S = (ĝᵀĥ − 1)/σ²`` (SPEC §1, f-MICL)."""
+    """f-Gaussian similarity ``S = (ĝᵀĥ − 1)/σ²`` (SPEC §1, f-MICL): ``Similarity("gaussian",
+    σ²)``."""
 
     def __init__(
         self,
@@ -204,12 +274,13 @@ class GaussianCritic(SeparableCritic):
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         self.sigma = float(sigma)
+        self.similarity = Similarity("gaussian", self.sigma**2)
 
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
-        return gaussian_scores(gx, hy, self.sigma)
+        return self.similarity(gx, hy)
 
-    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-        return gx, hy, {"critic": "gaussian", "sigma": self.sigma}
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, Similarity]:
+        return gx, hy, self.similarity
 
 
 @CRITICS.register("lp")
@@ -249,8 +320,8 @@ class BilinearCritic(SeparableCritic):
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
         return gx @ self.weight @ hy.transpose(-1, -2)
 
-    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, dict[str, Any]]:
-        return gx @ self.weight, hy, {"critic": "dot"}
+    def kernel_form(self, gx: Tensor, hy: Tensor) -> tuple[Tensor, Tensor, Similarity]:
+        return gx @ self.weight, hy, Similarity("dot")
 
 
 @CRITICS.register("joint")

@@ -68,9 +68,25 @@ def _quiet_deprecation() -> Iterator[None]:
         yield
 
 
+_local_only_depth = 0
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Within the block this process acts alone (``world_size() == 1``, ``rank() == 0``, gathers
+    are identities) even under ``torchrun``: a loss with ``gather_distributed=False``."""
+    global _local_only_depth
+    _local_only_depth += 1
+    try:
+        yield
+    finally:
+        _local_only_depth -= 1
+
+
 def is_distributed() -> bool:
-    """``True`` when ``torch.distributed`` is available and a process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
+    """``True`` when ``torch.distributed`` is available and a process group is initialised
+    (and not inside :func:`local_only`)."""
+    return _local_only_depth == 0 and dist.is_available() and dist.is_initialized()
 
 
 def world_size() -> int:

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bounds import _check_square, _offdiag
+from .bounds import Scores
+from .reductions import PairScores, Phi, apply_phi, as_reductions
 from .registry import DIVERGENCES
 
 _LOG2 = math.log(2.0)
@@ -52,14 +53,21 @@ class Divergence:
 
     ``f(u)``, ``f_prime(u)``: the generator and its derivative on ``u > 0``.
     ``positive(s) = f′(eˢ)``: the joint (diagonal) term.
-    ``negative(s) = r f′(r) − f(r)`` at ``r = eˢ``, i.e. ``f*(f′(r))``: the marginal term.
+    ``negative(s) = r f′(r) − f(r)`` at ``r = eˢ``, i.e. ``f*(f′(r))``: the marginal term, stored
+    as ``φ(s) + offset`` with ``φ = negative_phi`` (``"exp"`` and ``"softplus"`` have fast
+    in-place tile functions in :mod:`infomax.kernels`).
     """
 
     name: str
     f: Callable[[Tensor], Tensor]
     f_prime: Callable[[Tensor], Tensor]
     positive: Callable[[Tensor], Tensor]
-    negative: Callable[[Tensor], Tensor]
+    negative_phi: Phi
+    negative_offset: float = 0.0
+
+    def negative(self, s: Tensor) -> Tensor:
+        """``f*(f′(eˢ)) = φ(s) + offset``."""
+        return apply_phi(self.negative_phi, s) + self.negative_offset
 
 
 def tsallis(a: float = 2.0) -> Divergence:
@@ -71,7 +79,7 @@ def tsallis(a: float = 2.0) -> Divergence:
         f=lambda u: (u.pow(a) - u) / (a - 1),
         f_prime=lambda u: (a * u.pow(a - 1) - 1) / (a - 1),
         positive=lambda s: (a * torch.exp((a - 1) * s) - 1) / (a - 1),
-        negative=lambda s: torch.exp(a * s),
+        negative_phi=lambda s: torch.exp(a * s),
     )
 
 
@@ -80,35 +88,36 @@ KL = Divergence(
     f=lambda u: u * torch.log(u),
     f_prime=lambda u: 1 + torch.log(u),
     positive=lambda s: 1 + s,
-    negative=torch.exp,
+    negative_phi="exp",
 )
 JS = Divergence(
     "js",
     f=lambda u: u * torch.log(u) - (u + 1) * torch.log((u + 1) / 2),
     f_prime=lambda u: torch.log(2 * u / (u + 1)),
     positive=lambda s: _LOG2 + s - F.softplus(s),
-    negative=lambda s: F.softplus(s) - _LOG2,
+    negative_phi="softplus",
+    negative_offset=-_LOG2,
 )
 PEARSON = Divergence(
     "pearson",
     f=lambda u: (u - 1) ** 2,
     f_prime=lambda u: 2 * (u - 1),
     positive=lambda s: 2 * torch.expm1(s),
-    negative=lambda s: torch.expm1(2 * s),
+    negative_phi=lambda s: torch.expm1(2 * s),
 )
 SQUARED_HELLINGER = Divergence(
     "sqhellinger",
     f=lambda u: (torch.sqrt(u) - 1) ** 2,
     f_prime=lambda u: 1 - u.rsqrt(),
     positive=lambda s: -torch.expm1(-s / 2),
-    negative=lambda s: torch.expm1(s / 2),
+    negative_phi=lambda s: torch.expm1(s / 2),
 )
 VLC = Divergence(
     "vlc",
     f=lambda u: (u - 1) ** 2 / (u + 1),
     f_prime=lambda u: 1 - 4 / (u + 1) ** 2,
     positive=lambda s: 1 - 4 * torch.sigmoid(-s) ** 2,
-    negative=lambda s: (1 + 2 * torch.sigmoid(s)) * (2 * torch.sigmoid(s) - 1),
+    negative_phi=lambda s: (1 + 2 * torch.sigmoid(s)) * (2 * torch.sigmoid(s) - 1),
 )
 
 for _div in (KL, JS, PEARSON, SQUARED_HELLINGER, VLC):
@@ -121,17 +130,20 @@ def get_divergence(divergence: str | Divergence) -> Divergence:
     return divergence if isinstance(divergence, Divergence) else DIVERGENCES.get(divergence)
 
 
+def fmicl(scores: Scores, divergence: str | Divergence = "kl", alpha: float = 1.0) -> Tensor:
+    """f-MICL objective ``L_f = mean_i f′(r_i⁺) − α mean_{negatives} f*(f′(r⁻))`` (maximised; a
+    lower bound on ``I_f`` when ``α = 1``), ``r = exp(S)``.
+
+    ``scores``: ``[K, K]`` with ``S = log r`` (diagonal = positives), or any layout of
+    :mod:`infomax.reductions` (SimCLR's ``2N`` anchors, tiled, across ranks); ``alpha`` weights
+    the negative term.
+    """
+    r = as_reductions(scores)
+    div = get_divergence(divergence)
+    neg = r.neg_sum(div.negative_phi, div.negative_offset)
+    return r.mean(div.positive(r.positive)) - alpha * r.mean(neg) / r.negatives
+
+
 def fmicl_terms(scores: Tensor, divergence: str | Divergence, alpha: float = 1.0) -> Tensor:
     """Per-row f-MICL terms ``f′(r_ii) − α mean_{j≠i} [r_ij f′(r_ij) − f(r_ij)]``: ``[K]``."""
-    k = _check_square(scores)
-    div = get_divergence(divergence)
-    neg = _offdiag(div.negative(scores), 0.0).sum(dim=1) / (k - 1)
-    return div.positive(scores.diagonal()) - alpha * neg
-
-
-def fmicl(scores: Tensor, divergence: str | Divergence = "kl", alpha: float = 1.0) -> Tensor:
-    """f-MICL objective ``L_f`` (maximised; a lower bound on ``I_f`` when ``α = 1``).
-
-    ``scores: [K, K]`` with ``S = log r``; ``alpha`` weights the negative term.
-    """
-    return fmicl_terms(scores, divergence, alpha).mean()
+    return fmicl(PairScores(scores, per_row=True), divergence, alpha)

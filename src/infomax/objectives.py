@@ -4,34 +4,28 @@ through the one objective layer of :mod:`infomax.bounds`, dense or tiled (:mod:`
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from . import bounds as _bounds
 from . import dist
+from .bounds import Scores
 from .critics import SeparableCritic, mlp
-from .kernels import AUTO_MIN_ENTRIES, tiled_objective
+from .kernels import AUTO_MIN_ENTRIES, TiledPairScores
+from .reductions import PairScores, Reductions
 from .registry import BOUNDS
 
-#: bound -> (tiled objective that training maximises (+1) or minimises (−1), reported objective)
-TILED_BOUNDS: dict[str, tuple[str, int, str]] = {
-    "infonce": ("infonce", 1, "infonce"),
-    "nwj": ("nwj", 1, "nwj"),
-    "dv": ("dv", 1, "dv"),
-    "tuba": ("tuba", 1, "tuba"),
-    "flo": ("flo", 1, "flo"),
-    "js": ("js_loss", -1, "js"),
-    "smile": ("js_loss", -1, "smile"),
-}
+#: Bounds an estimator may train through the tiled kernels (:attr:`BoundSpec.tiles`).
+TILED_BOUNDS = tuple(name for name in BOUNDS.names() if BOUNDS.get(name).tiles)
 
 
 class MIObjective(nn.Module):
     """A critic plus whatever extra its bound needs; ``loss`` trains, ``estimate`` reports.
 
     Extras (SPEC §2): FLO's ``u(x, y)`` network on the concatenated positive pair, TUBA's
-    baseline ``b(y)`` network, MINE's running mean of ``mean_{i≠j} exp(S_ij)``.
+    baseline ``b(y)`` network, MINE's running mean of ``mean_{i≠j} exp(S_ij)``. The bound is the
+    registry's :class:`~infomax.bounds.BoundSpec`, evaluated on the batch's reductions: the
+    materialised score matrix, or the tiled layout of :mod:`infomax.kernels` (same value).
     """
 
     def __init__(
@@ -51,7 +45,7 @@ class MIObjective(nn.Module):
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
         self._has_kernel = (
-            bound in TILED_BOUNDS
+            self.spec.tiles
             and isinstance(critic, SeparableCritic)
             and type(critic).kernel_form is not SeparableCritic.kernel_form
         )
@@ -79,7 +73,7 @@ class MIObjective(nn.Module):
             return {"baseline": self.extra_net(y).squeeze(1)}
         return {}
 
-    def _estimate_fn(self, scores: Tensor, extra: dict[str, Tensor]) -> Tensor:
+    def _estimate(self, scores: Scores, extra: dict[str, Tensor]) -> Tensor:
         if self.spec.name == "smile":
             return _bounds.smile(scores, clip=self.smile_clip)
         return self.spec.estimate(scores, **extra)
@@ -90,30 +84,6 @@ class MIObjective(nn.Module):
         if not self._has_kernel or self.memory_efficient is False:
             return False
         return bool(self.memory_efficient) or k * k >= AUTO_MIN_ENTRIES
-
-    def _tiled(self, x: Tensor, y: Tensor, train: bool) -> tuple[Tensor | None, Tensor]:
-        """``(training loss or None, reported estimate)`` from the tiled kernels. With several
-        ranks each takes its rows; the kernels gather the columns and return shares, the
-        estimate is their sum and the loss ``world ×`` the share (so that averaging the
-        gradients over ranks gives the global batch's gradient)."""
-        world, rows = dist.world_size(), dist.row_block(x.shape[0])
-        xr, yr = x[rows], y[rows]
-        a, b, kw = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
-        extra: dict[str, Any] = {**kw, **self._extra(xr, yr), "clip": self.smile_clip}
-        train_name, sign, report_name = TILED_BOUNDS[self.spec.name]
-        loss = None
-        if train:
-            value = tiled_objective(a, b, train_name, **extra)
-            loss = -sign * world * value
-        if train and report_name == train_name:
-            share = value.detach()
-        else:
-            with torch.no_grad():
-                det: dict[str, Any] = {
-                    n: t.detach() if isinstance(t, Tensor) else t for n, t in extra.items()
-                }
-                share = tiled_objective(a.detach(), b.detach(), report_name, **det)
-        return loss, dist.all_reduce_sum(share)
 
     def scores(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Score matrix ``[K, K]`` and extras of one batch; with several ranks each computes its
@@ -130,22 +100,39 @@ class MIObjective(nn.Module):
             extra = self._extra(x, y)
         return scores, extra
 
+    def reductions(self, x: Tensor, y: Tensor) -> tuple[Reductions, dict[str, Tensor], int]:
+        """``(layout, extras, world)`` of one batch: the tiled layout of this rank's rows
+        (``world`` ranks share the value) or the full materialised score matrix (``1``)."""
+        if not self.tiled(x.shape[0]):
+            scores, extra = self.scores(x, y)
+            return PairScores(scores), extra, 1
+        rows = dist.row_block(x.shape[0])
+        xr, yr = x[rows], y[rows]
+        a, b, sim = self.critic.kernel_form(self.critic.embed_x(xr), self.critic.embed_y(yr))  # type: ignore[operator]
+        return TiledPairScores(a, b, sim), self._extra(xr, yr), dist.world_size()
+
     def loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """``(training loss, reported estimate)`` on one batch ``x: [K, dx]``, ``y: [K, dy]``."""
-        if self.tiled(x.shape[0]):
-            loss, value = self._tiled(x, y, train=True)
-            assert loss is not None
-            return loss, value
-        scores, extra = self.scores(x, y)
+        """``(training loss, reported estimate)`` on one batch ``x: [K, dx]``, ``y: [K, dy]``.
+
+        Tiled with several ranks, the loss is ``world ×`` this rank's share (so that averaging
+        the gradients over ranks gives the global batch's) and the estimate the shares' sum."""
+        layout, extra, world = self.reductions(x, y)
         if self.mine is not None:
-            value = self.mine(scores)
+            value = self.mine(layout)
             return -value, value.detach()
-        loss = self.spec.loss(scores, **extra)
-        return loss, self._estimate_fn(scores.detach(), {k: v.detach() for k, v in extra.items()})
+        loss = self.spec.loss(layout, **extra)
+        if self.spec.reports_with_different_function:
+            with torch.no_grad():
+                detached = {k: v.detach() for k, v in extra.items()}
+                share = self._estimate(layout.detach(), detached)
+        else:
+            share = -loss.detach()
+        value = dist.all_reduce_sum(share) if world > 1 else share
+        return world * loss, value
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
         """The reported bound (nats) on one batch."""
-        if self.tiled(x.shape[0]):
-            return self._tiled(x, y, train=False)[1]
-        return self._estimate_fn(*self.scores(x, y))
+        layout, extra, world = self.reductions(x, y)
+        share = self._estimate(layout, extra)
+        return dist.all_reduce_sum(share) if world > 1 else share

@@ -1,7 +1,7 @@
 """Contrastive self-supervised learning: SimCLR, MoCo v2, MoCo v3 with any objective.
 
-- :mod:`.losses`: pure objectives (``infonce`` / NT-Xent or any f-MICL divergence) from
-  positive and negative scores, with ``cosine`` or ``gaussian`` similarity.
+- :mod:`.losses`: the :class:`Objective` setting (``infonce`` / NT-Xent or any f-MICL divergence,
+  ``cosine`` or ``gaussian`` similarity) and the loss modules of :mod:`infomax.losses` it builds.
 - :mod:`.methods`: the modules (:class:`SimCLR`, :class:`MoCoV2`, :class:`MoCoV3`,
   :class:`MemoryQueue`), registered in :data:`infomax.registry.METHODS`.
 - :mod:`.trainer`: :class:`SSLConfig`, :func:`train_ssl` (data, augmentation,
@@ -15,12 +15,9 @@ from .losses import (
     SIMILARITIES,
     Objective,
     contrastive_terms,
-    in_batch_loss,
     ntxent_loss,
     objective_names,
     queue_loss,
-    similarity_scores,
-    split_scores,
 )
 from .methods import MemoryQueue, MoCoV2, MoCoV3, SimCLR
 from .trainer import SSLConfig, build_model, demo_simclr_digits, evaluate_checkpoint, train_ssl
@@ -37,11 +34,8 @@ __all__ = [
     "contrastive_terms",
     "demo_simclr_digits",
     "evaluate_checkpoint",
-    "in_batch_loss",
     "ntxent_loss",
     "objective_names",
     "queue_loss",
-    "similarity_scores",
-    "split_scores",
     "train_ssl",
 ]

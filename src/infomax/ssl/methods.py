@@ -1,14 +1,16 @@
 """SimCLR, MoCo v2 and MoCo v3 as plain modules: ``model(view1, view2) -> loss`` (SPEC §4).
 
 State lives here (projection / predictor heads, the momentum encoder, the key queue); the loss
-is a pure function of :mod:`infomax.ssl.losses`. ``update_momentum()`` is an explicit method the
-training loop calls after each optimiser step, never a side effect of ``forward``. The
-representation used downstream is ``model.encoder(x)`` (before the projection head).
+is a ``criterion`` module of :mod:`infomax.losses` (``criterion(z0, z1)``; MoCo v2 also passes
+``negatives=queue``), built from an :class:`~infomax.ssl.losses.Objective` unless given.
+``update_momentum()`` is an explicit method the training loop calls after each optimiser step,
+never a side effect of ``forward``. The representation used downstream is ``model.encoder(x)``
+(before the projection head).
 
-Distributed: keys / columns are gathered with :func:`infomax.dist.all_gather_with_grad` when a
-process group exists (identity otherwise); rows stay local. SimCLR and MoCo v3 use the tiled
-kernels of :mod:`infomax.kernels` when ``objective.memory_efficient`` asks for them (or, by
-default, from 4096² score entries on); MoCo v2's ``[N, Q]`` query-queue matrix stays dense.
+Distributed: the criterion gathers keys / columns with gradient when a process group exists
+(identity otherwise); rows stay local. SimCLR and MoCo v3 use the tiled kernels of
+:mod:`infomax.kernels` when the criterion's ``impl`` asks for them (by default when distributed
+or from 4096² score entries on); MoCo v2's ``[N, Q]`` query-queue matrix stays dense.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from ..dist import all_gather_with_grad
 from ..models import predictor_head, projection_head
 from ..registry import METHODS
-from .losses import Objective, momentum_key_loss, queue_loss, simclr_loss
+from .losses import Objective
 
 
 class MemoryQueue(nn.Module):
@@ -65,12 +67,16 @@ class MemoryQueue(nn.Module):
 
 
 class _Contrastive(nn.Module):
-    """Encoder + projection head + :class:`Objective`."""
+    """Encoder + projection head + ``criterion`` (a loss module; default from ``objective``,
+    itself by default NT-Xent with cosine similarity, ``τ = 0.5``)."""
+
+    anchors = "views"
 
     def __init__(
         self,
         encoder: nn.Module,
         *,
+        criterion: nn.Module | None = None,
         objective: Objective | None = None,
         proj_dim: int = 128,
         proj_hidden: int = 512,
@@ -81,7 +87,18 @@ class _Contrastive(nn.Module):
             raise ValueError("encoder must expose an integer `out_dim` attribute")
         self.encoder = encoder
         self.projector = projection_head(out_dim, proj_hidden, proj_dim)
-        self.objective = objective if objective is not None else Objective()
+        if criterion is not None and objective is not None:
+            raise ValueError("give a criterion or an objective, not both")
+        self.objective = objective if objective is not None or criterion else Objective()
+        if criterion is None:
+            assert self.objective is not None
+            criterion = self.objective.criterion(self.anchors)
+        used = getattr(criterion, "anchors", self.anchors)
+        if used != self.anchors:
+            raise ValueError(
+                f"{type(self).__name__} scores {self.anchors!r}; its criterion has anchors={used!r}"
+            )
+        self.criterion = criterion
 
     def embed(self, x: Tensor) -> Tensor:
         """``projector(encoder(x))``: ``[B, ...] -> [B, proj_dim]``."""
@@ -95,11 +112,13 @@ class SimCLR(_Contrastive):
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         """``x1, x2: [N, ...]`` two views -> scalar loss."""
-        return simclr_loss(self.embed(x1), self.embed(x2), self.objective)
+        return self.criterion(self.embed(x1), self.embed(x2))
 
 
 class _Momentum(_Contrastive):
     """Adds a momentum (EMA) copy of encoder + projector: ``θ_k ← m θ_k + (1 − m) θ_q``."""
+
+    anchors = "pairs"
 
     def __init__(self, encoder: nn.Module, *, momentum: float = 0.99, **kw: Any) -> None:
         super().__init__(encoder, **kw)
@@ -151,11 +170,11 @@ class MoCoV2(_Momentum):
         """``x1, x2: [N, ...]`` -> scalar loss; then enqueues the new keys."""
         queue = self.queue()
         k2 = self.keys(x2)
-        loss = queue_loss(self.embed(x1), k2, queue, self.objective)
+        loss = self.criterion(self.embed(x1), k2, negatives=queue)
         new_keys = [k2]
         if self.symmetric:
             k1 = self.keys(x1)
-            loss = 0.5 * (loss + queue_loss(self.embed(x2), k1, queue, self.objective))
+            loss = 0.5 * (loss + self.criterion(self.embed(x2), k1, negatives=queue))
             new_keys.append(k1)
         if self.training:
             for k in new_keys:
@@ -183,4 +202,4 @@ class MoCoV3(_Momentum):
         """``x1, x2: [N, ...]`` -> scalar loss."""
         q1, q2 = self.predictor(self.embed(x1)), self.predictor(self.embed(x2))
         k1, k2 = self.keys(x1), self.keys(x2)
-        return momentum_key_loss(q1, k2, self.objective) + momentum_key_loss(q2, k1, self.objective)
+        return self.criterion(q1, k2) + self.criterion(q2, k1)
