@@ -71,14 +71,16 @@ def mlp(
 
 
 # ----------------------------------------------------------------------------------------------
-# Pure score functions of embeddings, and the one value that names an inner-product similarity.
+# Pure score functions of embeddings, and the one value that names a similarity.
 
-SIMILARITIES = ("dot", "cosine", "gaussian")
+SIMILARITIES = ("dot", "cosine", "gaussian", "lp")
+#: The similarities that are inner products (the tiled kernels and the symmetric kernel).
+INNER_PRODUCTS = ("dot", "cosine", "gaussian")
 
 
 def dot_scores(a: Tensor, b: Tensor) -> Tensor:
     """``S = a bᵀ`` for ``a: [K, d]``, ``b: [M, d]`` -> ``[K, M]``."""
-    return a @ b.transpose(-1, -2)
+    return Similarity("dot")(a, b)
 
 
 def cosine_scores(a: Tensor, b: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
@@ -91,10 +93,21 @@ def gaussian_scores(a: Tensor, b: Tensor, sigma: float | Tensor = 1.0) -> Tensor
     return Similarity("gaussian", sigma**2)(a, b)
 
 
+def lp_scores(
+    a: Tensor,
+    b: Tensor,
+    p: float = 1.0,
+    alpha: float | None = None,
+    temperature: float | Tensor = 1.0,
+) -> Tensor:
+    """``S_ij = −‖aᵢ − bⱼ‖_p^α / τ`` (``α`` defaults to ``p``), via ``torch.cdist``."""
+    return Similarity("lp", temperature, p=p, exponent=alpha)(a, b)
+
+
 @dataclass(frozen=True, eq=False)
 class Similarity:
-    """An inner-product score ``S = scale · âᵀb̂ + shift`` of embeddings ``a: [K, d]``,
-    ``b: [M, d]``, and the one place that reads a similarity's name (SPEC §1):
+    """A critic's score of embeddings ``a: [K, d]``, ``b: [M, d]`` -> ``S: [K, M]``, and the one
+    place that reads a similarity's name (SPEC §1, §5):
 
     ============ ================================================ =========== ===========
     ``kind``     ``S_ij``                                          ``scale``   ``shift``
@@ -102,21 +115,27 @@ class Similarity:
     ``dot``      ``aᵢᵀbⱼ / τ`` (raw embeddings)                      ``1/τ``     ``0``
     ``cosine``   ``âᵢᵀb̂ⱼ / τ``                                      ``1/τ``     ``0``
     ``gaussian`` ``−‖âᵢ − b̂ⱼ‖² / (2τ) = (âᵢᵀb̂ⱼ − 1) / τ``            ``1/τ``     ``−1/τ``
+    ``lp``       ``−‖aᵢ − bⱼ‖_p^α / τ`` (``α = exponent``, def. p)  —           —
     ============ ================================================ =========== ===========
 
     ``temperature`` ``τ`` divides the score the same way for every kind, so for the f-Gaussian
     of SPEC §1 (``−‖ĝ − ĥ‖²/(2σ²)``) ``τ = σ²``. It may be a 0-d tensor (a learned temperature).
-    Dense critics, the SSL losses, identifiability, DM and the tiled kernels all consume this
-    value; the kernels see only ``prepare`` (normalised embeddings), ``scale`` and ``shift``.
+    The first three are inner products ``S = scale · âᵀb̂ + shift`` (:data:`INNER_PRODUCTS`):
+    the tiled kernels see only ``prepare`` (normalised embeddings), ``scale`` and ``shift``.
+    Critics, the SSL losses, identifiability, DM, RPM and the kernels all consume this value.
 
     >>> import torch
     >>> a = torch.tensor([[3.0, 4.0]])
     >>> Similarity("cosine", 0.5)(a, a), Similarity("gaussian", 0.5)(a, -a)
     (tensor([[2.]]), tensor([[-4.]]))
+    >>> Similarity("lp", 2.0, p=1.0)(a, -a)  # −(6 + 8) / 2
+    tensor([[-7.]])
     """
 
     kind: str = "cosine"
     temperature: float | Tensor = 1.0
+    p: float = 2.0
+    exponent: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SIMILARITIES:
@@ -128,6 +147,13 @@ class Similarity:
             and self.temperature > 0
         ):
             raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if self.kind == "lp" and not self.p > 0:
+            raise ValueError(f"p must be > 0, got {self.p}")
+
+    @property
+    def inner_product(self) -> bool:
+        """Whether ``S = scale · âᵀb̂ + shift`` (tileable)."""
+        return self.kind in INNER_PRODUCTS
 
     @property
     def scale(self) -> float | Tensor:
@@ -140,37 +166,28 @@ class Similarity:
         return -1.0 / float(self.temperature) if self.kind == "gaussian" else 0.0
 
     def prepare(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        """The embeddings the inner product is taken of: unit vectors unless ``dot``; half
-        precision is promoted to float32 (scores and their exponentials need the range)."""
+        """The embeddings the score is taken of: unit vectors for ``cosine`` / ``gaussian``;
+        half precision is promoted to float32 (scores and their exponentials need the range)."""
         if a.dtype in (torch.float16, torch.bfloat16):
             a = a.float()
         b = b.to(a.dtype)
-        if self.kind == "dot":
+        if self.kind in ("dot", "lp"):
             return a, b
         return nn.functional.normalize(a, dim=-1), nn.functional.normalize(b, dim=-1)
 
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         """Score matrix ``[K, M]`` of ``a: [K, d]`` and ``b: [M, d]`` (any leading batch dims)."""
         a, b = self.prepare(a, b)
+        if self.kind == "lp":
+            alpha = self.p if self.exponent is None else self.exponent
+            dist = torch.cdist(a, b, p=self.p)
+            if alpha != 1.0:
+                dist = dist.clamp_min(1e-12).pow(alpha) if alpha < 1.0 else dist.pow(alpha)
+            return -dist / self.temperature
         scores = a @ b.transpose(-1, -2)
         if self.kind == "gaussian":
             scores = scores - 1.0
         return scores / self.temperature
-
-
-def lp_scores(
-    a: Tensor,
-    b: Tensor,
-    p: float = 1.0,
-    alpha: float | None = None,
-    temperature: float | Tensor = 1.0,
-) -> Tensor:
-    """``S_ij = −‖aᵢ − bⱼ‖_p^α / τ`` (``α`` defaults to ``p``), via ``torch.cdist``."""
-    alpha = p if alpha is None else alpha
-    dist = torch.cdist(a, b, p=p)
-    if alpha != 1.0:
-        dist = dist.clamp_min(1e-12).pow(alpha) if alpha < 1.0 else dist.pow(alpha)
-    return -dist / temperature
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,7 +318,7 @@ class LpCritic(SeparableCritic):
         self.p, self.alpha, self.temperature = float(p), alpha, float(temperature)
 
     def score(self, gx: Tensor, hy: Tensor) -> Tensor:
-        return lp_scores(gx, hy, self.p, self.alpha, self.temperature)
+        return Similarity("lp", self.temperature, p=self.p, exponent=self.alpha)(gx, hy)
 
 
 @CRITICS.register("bilinear")

@@ -53,6 +53,8 @@ def use_tiles(impl: str, entries: int) -> bool:
 
 def _scaled(sim: Similarity, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(â, b̂, scale·â, positive scores â_i·b̂_i·scale + shift)``."""
+    if not sim.inner_product:
+        raise ValueError(f"the tiled kernels need an inner-product similarity, got {sim.kind!r}")
     a, b = sim.prepare(a, b)
     scaled = a * sim.scale
     return a, b, scaled, (scaled * b).sum(dim=1) + sim.shift

@@ -30,13 +30,13 @@ from torch import Tensor
 
 from .. import bounds, dist
 from ..bounds import Scores
-from ..critics import SIMILARITIES, Similarity
+from ..critics import INNER_PRODUCTS, Similarity
 from ..divergences import Divergence, fmicl
 from ..registry import BOUNDS
 from .layouts import AUTO_MIN_ENTRIES, TiledPairScores, use_tiles
 
 OBJECTIVES = (*BOUNDS.names(), "js_loss", "fmicl")
-SEPARABLE_CRITICS = SIMILARITIES
+SEPARABLE_CRITICS = INNER_PRODUCTS
 __all__ = ["AUTO_MIN_ENTRIES", "OBJECTIVES", "dense_objective", "tiled_objective", "use_tiles"]
 
 
@@ -46,9 +46,11 @@ def similarity_of(
     """The :class:`~infomax.critics.Similarity` named by the kernels' keyword arguments:
     ``dot``, ``cosine`` (``temperature``) or ``gaussian`` (``sigma``, i.e. ``τ = σ²``)."""
     if isinstance(critic, Similarity):
+        if not critic.inner_product:
+            raise ValueError(f"the kernels need an inner-product similarity, got {critic.kind!r}")
         return critic
-    if critic not in SIMILARITIES:
-        raise ValueError(f"the kernels need a separable critic {SIMILARITIES}, got {critic!r}")
+    if critic not in INNER_PRODUCTS:
+        raise ValueError(f"the kernels need a separable critic {INNER_PRODUCTS}, got {critic!r}")
     if critic == "gaussian":
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
