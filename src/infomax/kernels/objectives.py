@@ -100,11 +100,12 @@ def _check(a: Tensor, b: Tensor, objective: str, symmetric: bool, baseline: Tens
         raise ValueError("symmetric TUBA is undefined: its baseline b(y_j) belongs to the columns")
 
 
-def tiled_objective(
+def objective_from_embeddings(
     a: Tensor,
     b: Tensor,
     objective: str,
     *,
+    impl: str = "auto",
     critic: str | Similarity = "dot",
     temperature: float | Tensor = 1.0,
     sigma: float = 1.0,
@@ -112,12 +113,14 @@ def tiled_objective(
     tile_size: int | tuple[int, int] | None = None,
     **options: Any,
 ) -> Tensor:
-    """``objective`` of ``S = critic(a, b)`` without materialising ``S`` (module doc).
+    """``objective`` (module doc) of ``S = critic(a, b)``, dense or tiled, same value.
 
     Args:
         a: ``[K, d]`` embeddings ``g(x_i)`` (this rank's rows when distributed).
         b: ``[K, d]`` embeddings ``h(y_i)``; row ``i`` is the positive of ``a_i``.
         objective: one of :data:`OBJECTIVES`.
+        impl: ``dense`` (materialise ``S``; single process), ``tiled`` (never), ``auto``
+            (:func:`use_tiles`; also tiled under ``torchrun``).
         critic: a :class:`~infomax.critics.Similarity`, or ``dot``, ``cosine``
             (``temperature``) or ``gaussian`` (``sigma``).
         symmetric: average the objective of ``S`` and ``Sᵀ`` (two-sided InfoNCE).
@@ -126,47 +129,29 @@ def tiled_objective(
             mean), ``divergence`` and ``alpha`` (f-MICL), ``clip`` (SMILE's ``τ``).
 
     Returns:
-        A 0-d tensor equal to the dense function's value (its share of it when distributed).
+        A 0-d tensor (this rank's share of the global value when distributed).
     """
     _check(a, b, objective, symmetric, options.get("baseline"))
     sim = similarity_of(critic, temperature, sigma)
-    value = objective_value(objective, TiledPairScores(a, b, sim, tile_size), **options)
-    if symmetric:
-        other = objective_value(objective, TiledPairScores(b, a, sim, tile_size), **options)
-        value = 0.5 * (value + other)
-    return value
+    world = dist.world_size()
+    tiled = use_tiles(impl, a.shape[0] * a.shape[0] * world) or (impl == "auto" and world > 1)
+    if not tiled and world > 1:
+        raise ValueError("the dense objective is single-process; use impl='tiled' across ranks")
+
+    def one(rows: Tensor, cols: Tensor) -> Tensor:
+        layout = TiledPairScores(rows, cols, sim, tile_size) if tiled else sim(rows, cols)
+        return objective_value(objective, layout, **options)
+
+    value = one(a, b)
+    return 0.5 * (value + one(b, a)) if symmetric else value
 
 
-def dense_objective(
-    a: Tensor,
-    b: Tensor,
-    objective: str,
-    *,
-    critic: str | Similarity = "dot",
-    temperature: float | Tensor = 1.0,
-    sigma: float = 1.0,
-    symmetric: bool = False,
-    **options: Any,
-) -> Tensor:
-    """The materialised reference: the same objective on ``S = critic(a, b)``.
-
-    Single process only (``O(K²)`` memory); same arguments and value as :func:`tiled_objective`.
-    """
-    _check(a, b, objective, symmetric, options.get("baseline"))
-    if dist.world_size() > 1:
-        raise ValueError("dense_objective is single-process; use tiled_objective across ranks")
-    scores = similarity_of(critic, temperature, sigma)(a, b)
-    value = objective_value(objective, scores, **options)
-    return 0.5 * (value + objective_value(objective, scores.T, **options)) if symmetric else value
+def tiled_objective(a: Tensor, b: Tensor, objective: str, **kwargs: Any) -> Tensor:
+    """:func:`objective_from_embeddings` with ``impl="tiled"``: never materialises ``S``."""
+    return objective_from_embeddings(a, b, objective, impl="tiled", **kwargs)
 
 
-def objective_from_embeddings(
-    a: Tensor, b: Tensor, objective: str, *, impl: str = "auto", **kwargs: Any
-) -> Tensor:
-    """Dense or tiled (:func:`use_tiles`; ``auto`` also tiles under ``torchrun``: the dense
-    reference is single-process), same value. ``kwargs`` are those of :func:`tiled_objective`."""
-    entries = a.shape[0] * a.shape[0] * dist.world_size()
-    if use_tiles(impl, entries) or (impl == "auto" and dist.world_size() > 1):
-        return tiled_objective(a, b, objective, **kwargs)
-    kwargs.pop("tile_size", None)
-    return dense_objective(a, b, objective, **kwargs)
+def dense_objective(a: Tensor, b: Tensor, objective: str, **kwargs: Any) -> Tensor:
+    """:func:`objective_from_embeddings` with ``impl="dense"``: the materialised reference
+    (single process, ``O(K²)`` memory)."""
+    return objective_from_embeddings(a, b, objective, impl="dense", **kwargs)

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import Tensor
 
@@ -57,30 +58,11 @@ def simclr_infonce(
     return bounds.infonce(layout)
 
 
-def ntxent_loss(
-    z1: Tensor,
-    z2: Tensor,
-    *,
-    temperature: float | Tensor = 0.5,
-    critic: str = "cosine",
-    sigma: float = 1.0,
-    impl: str = "tiled",
-    tile_size: int | tuple[int, int] | None = None,
-    symmetric: bool | None = None,
-) -> Tensor:
+def ntxent_loss(z1: Tensor, z2: Tensor, **kwargs: Any) -> Tensor:
     """NT-Xent loss ``log(2N − 1) − I_SimCLR`` (minimised; this rank's share): mean
-    cross-entropy of each anchor's positive against its ``2N − 1`` non-self columns. Arguments
-    as :func:`simclr_infonce`; :class:`infomax.losses.NTXentLoss` is the module form."""
-    bound = simclr_infonce(
-        z1,
-        z2,
-        temperature=temperature,
-        critic=critic,
-        sigma=sigma,
-        impl=impl,
-        tile_size=tile_size,
-        symmetric=symmetric,
-    )
+    cross-entropy of each anchor's positive against its ``2N − 1`` non-self columns. Keyword
+    arguments as :func:`simclr_infonce`; :class:`infomax.losses.NTXentLoss` is the module form."""
+    bound = simclr_infonce(z1, z2, **kwargs)
     return math.log(2 * z1.shape[0] * dist.world_size() - 1) / dist.world_size() - bound
 
 

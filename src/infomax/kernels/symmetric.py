@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -40,28 +41,35 @@ def _underflows(log_l: Tensor) -> bool:
     return bool((~torch.isfinite(log_l)).any() or log_l.min() < limit)
 
 
-def _forward(z: Tensor, s: float, t: int, grad: bool) -> tuple[Tensor, Tensor | None] | None:
-    """Both passes; ``None`` when the fixed stabiliser underflows (caller falls back)."""
+def _upper_tiles(
+    a: Tensor, z: Tensor, c: float, t: int, buf: Tensor
+) -> Iterator[tuple[slice, slice, Tensor]]:
+    """The tiles ``E_IJ = exp(a_I z_Jᵀ − c)`` with ``J ≥ I`` (diagonal masked), each written into
+    the reused buffer ``buf``: ``(rows I, columns J, E_IJ)``."""
     k = z.shape[0]
-    a = z * s
-    c = s * float(z.pow(2).sum(dim=1).max())
-    buf = z.new_empty(t * t)
-    wbuf = z.new_empty(t * t)
-    row_sum = z.new_zeros(k)
     starts = list(range(0, k, t))
-    for i0 in starts:
-        ti = min(t, k - i0)
-        for j0 in starts[starts.index(i0) :]:
-            tj = min(t, k - j0)
-            x = buf[: ti * tj].view(ti, tj)
-            torch.mm(a[i0 : i0 + ti], z[j0 : j0 + tj].T, out=x)
+    for n, i0 in enumerate(starts):
+        rows = slice(i0, min(i0 + t, k))
+        for j0 in starts[n:]:
+            cols = slice(j0, min(j0 + t, k))
+            x = buf[: (rows.stop - i0) * (cols.stop - j0)].view(rows.stop - i0, cols.stop - j0)
+            torch.mm(a[rows], z[cols].T, out=x)
             x.sub_(c)
             if i0 == j0:
                 x.fill_diagonal_(-math.inf)
-            x.exp_()
-            row_sum[i0 : i0 + ti] += x.sum(dim=1)
-            if i0 != j0:
-                row_sum[j0 : j0 + tj] += x.sum(dim=0)
+            yield rows, cols, x.exp_()
+
+
+def _forward(z: Tensor, s: float, t: int, grad: bool) -> tuple[Tensor, Tensor | None] | None:
+    """Both passes; ``None`` when the fixed stabiliser underflows (caller falls back)."""
+    a = z * s
+    c = s * float(z.pow(2).sum(dim=1).max())
+    buf, wbuf = z.new_empty(t * t), z.new_empty(t * t)
+    row_sum = z.new_zeros(z.shape[0])
+    for rows, cols, x in _upper_tiles(a, z, c, t, buf):
+        row_sum[rows] += x.sum(dim=1)
+        if rows != cols:
+            row_sum[cols] += x.sum(dim=0)
     log_l = torch.log(row_sum)
     if _underflows(log_l):
         return None
@@ -70,22 +78,13 @@ def _forward(z: Tensor, s: float, t: int, grad: bool) -> tuple[Tensor, Tensor | 
         return value, None
     w = 1.0 / row_sum
     gz = torch.zeros_like(z)
-    for i0 in starts:
-        ti = min(t, k - i0)
-        for j0 in starts[starts.index(i0) :]:
-            tj = min(t, k - j0)
-            x = buf[: ti * tj].view(ti, tj)
-            torch.mm(a[i0 : i0 + ti], z[j0 : j0 + tj].T, out=x)
-            x.sub_(c)
-            if i0 == j0:
-                x.fill_diagonal_(-math.inf)
-            x.exp_()
-            wsum = wbuf[: ti * tj].view(ti, tj)
-            torch.add(w[i0 : i0 + ti, None], w[None, j0 : j0 + tj], out=wsum)
-            x.mul_(wsum)  # G_IJ = (P + Pᵀ)_IJ
-            gz[i0 : i0 + ti].addmm_(x, z[j0 : j0 + tj])
-            if i0 != j0:
-                gz[j0 : j0 + tj].addmm_(x.T, z[i0 : i0 + ti])
+    for rows, cols, x in _upper_tiles(a, z, c, t, buf):
+        wsum = wbuf[: x.numel()].view_as(x)
+        torch.add(w[rows, None], w[None, cols], out=wsum)
+        x.mul_(wsum)  # G_IJ = (P + Pᵀ)_IJ
+        gz[rows].addmm_(x, z[cols])
+        if rows != cols:
+            gz[cols].addmm_(x.T, z[rows])
     return value, gz.mul_(s)
 
 

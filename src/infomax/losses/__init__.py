@@ -15,7 +15,12 @@ ranks' embeddings with gradient so that loss and gradients equal one process on 
 from __future__ import annotations
 
 from .bound import BoundLoss
-from .contrastive import ContrastiveLoss, check_embeddings, contrastive_objectives
+from .contrastive import (
+    ContrastiveLoss,
+    check_embeddings,
+    contrastive_objectives,
+    similarity_value,
+)
 from .fmicl import FMICLLoss
 from .infonce import InfoNCELoss
 from .ntxent import NTXentLoss
@@ -28,4 +33,5 @@ __all__ = [
     "NTXentLoss",
     "check_embeddings",
     "contrastive_objectives",
+    "similarity_value",
 ]

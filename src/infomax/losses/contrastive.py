@@ -71,26 +71,32 @@ def check_embeddings(z0: Tensor, z1: Tensor, negatives: Tensor | None = None) ->
             raise ValueError(f"{name} holds NaN or Inf (the encoder diverged, or the input did)")
 
 
+def similarity_value(kind: str, temperature: float) -> Similarity:
+    """The :class:`~infomax.critics.Similarity` of a loss module's ``similarity`` /
+    ``temperature`` arguments (``ValueError`` for an unknown kind or ``τ ≤ 0``)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    return Similarity(kind, float(temperature))
+
+
 class ContrastiveLoss(nn.Module):
     """``loss_fn(z0, z1, negatives=None) -> scalar`` (module doc).
 
     Args:
         objective: ``infonce`` or a divergence of :data:`~infomax.registry.DIVERGENCES`.
-        similarity: ``cosine`` (``âᵀb̂/τ``), ``gaussian`` (``−‖â − b̂‖²/(2τ)``, ``τ = σ²``) or
-            ``dot`` (see :class:`~infomax.critics.Similarity`).
-        temperature: ``τ > 0``.
+        similarity: the score, a :class:`~infomax.critics.Similarity` value (``cosine``,
+            ``gaussian`` with ``τ = σ²``, ``dot``; ``lp`` with ``impl="dense"`` only).
         alpha: f-MICL's weight of the negative term (``> 0``).
         anchors: ``views`` or ``pairs``; symmetric: ``pairs`` only.
         gather_distributed: under ``torchrun``, negatives from every rank (with gradient).
-        impl: ``dense`` (materialise the scores), ``tiled`` (never), ``auto`` (tiled when
-            distributed or from ``4096²`` entries on); tile_size: the tiled kernels' tile.
+        impl: ``dense`` (materialise the scores), ``tiled`` (never), ``auto`` (tiled from
+            ``4096²`` entries on); tile_size: the tiled kernels' tile.
     """
 
     def __init__(
         self,
-        objective: str = "infonce",
-        similarity: str = "cosine",
-        temperature: float = 0.5,
+        objective: str,
+        similarity: Similarity,
         alpha: float = 1.0,
         *,
         anchors: str = "views",
@@ -104,9 +110,6 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(
                 f"unknown objective {objective!r}; valid: {', '.join(contrastive_objectives())}"
             )
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-        self.similarity = Similarity(similarity, float(temperature))
         if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
         if anchors not in ANCHORS:
@@ -115,12 +118,8 @@ class ContrastiveLoss(nn.Module):
             raise ValueError("symmetric applies to anchors='pairs' (the views form already is)")
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-        self.objective, self.alpha, self.anchors, self.symmetric = (
-            objective,
-            alpha,
-            anchors,
-            symmetric,
-        )
+        self.objective, self.similarity, self.alpha = objective, similarity, alpha
+        self.anchors, self.symmetric = anchors, symmetric
         self.gather_distributed, self.impl, self.tile_size = gather_distributed, impl, tile_size
 
     def extra_repr(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss
+from .contrastive import ContrastiveLoss, similarity_value
 
 
 class FMICLLoss(ContrastiveLoss):
@@ -39,13 +39,6 @@ class FMICLLoss(ContrastiveLoss):
     ) -> None:
         if divergence == "infonce":
             raise ValueError("FMICLLoss takes an f-divergence; for InfoNCE use NTXentLoss")
-        super().__init__(
-            divergence,
-            similarity,
-            temperature,
-            alpha,
-            anchors=anchors,
-            gather_distributed=gather_distributed,
-            impl=impl,
-            tile_size=tile_size,
-        )
+        sim = similarity_value(similarity, temperature)
+        options = {"gather_distributed": gather_distributed, "impl": impl, "tile_size": tile_size}
+        super().__init__(divergence, sim, alpha, anchors=anchors, **options)  # type: ignore[arg-type]

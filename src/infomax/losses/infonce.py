@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss
+from .contrastive import ContrastiveLoss, similarity_value
 
 
 class InfoNCELoss(ContrastiveLoss):
@@ -33,13 +33,6 @@ class InfoNCELoss(ContrastiveLoss):
         *,
         tile_size: TileSize = None,
     ) -> None:
-        super().__init__(
-            "infonce",
-            similarity,
-            temperature,
-            anchors="pairs",
-            symmetric=symmetric,
-            gather_distributed=gather_distributed,
-            impl=impl,
-            tile_size=tile_size,
-        )
+        sim = similarity_value(similarity, temperature)
+        options = {"gather_distributed": gather_distributed, "impl": impl, "tile_size": tile_size}
+        super().__init__("infonce", sim, anchors="pairs", symmetric=symmetric, **options)  # type: ignore[arg-type]

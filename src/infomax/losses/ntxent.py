@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss
+from .contrastive import ContrastiveLoss, similarity_value
 
 
 class NTXentLoss(ContrastiveLoss):
@@ -36,8 +36,7 @@ class NTXentLoss(ContrastiveLoss):
     ) -> None:
         super().__init__(
             "infonce",
-            similarity,
-            temperature,
+            similarity_value(similarity, temperature),
             gather_distributed=gather_distributed,
             impl=impl,
             tile_size=tile_size,
