@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from infomax.kernels.bench import (
+from infomax.experiments.loss_bench import (
     DEFAULT_BATCHES,
     IMPLS,
     TABLE_COLUMNS,

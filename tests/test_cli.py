@@ -148,3 +148,29 @@ def test_bench_mi_writes_tables_and_plot(tmp_path: Path) -> None:
 def test_list_names() -> None:
     res = _ok(["list"])
     assert "flo" in res.output and "gaussian" in res.output
+
+
+def test_core_packages_import_nothing_from_the_cli_or_the_experiments() -> None:
+    """Layers: ``cli`` and ``experiments`` sit on top; nothing below them imports them."""
+    import ast
+
+    import infomax
+
+    src = Path(infomax.__file__).parent
+    top = {"infomax.cli", "infomax.experiments"}
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src)
+        if rel.parts[0] in ("cli", "experiments") or rel.name == "__main__.py":
+            continue
+        package = ["infomax", *rel.parts[:-1]]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                names = [f"{module}.{a.name}" for a in node.names] + [module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if any(n == t or n.startswith(t + ".") for t in top)]
+            assert not bad, f"{rel} imports {bad}"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from infomax.dm import DMConfig
+from infomax.experiments.rpm_demo import DemoConfig
 from infomax.identifiability import IdentifyConfig
-from infomax.rpm.demo import DemoConfig
 from infomax.rpm.train import DigitsConfig, IdentConfig
 
 NAN, INF = math.nan, math.inf

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from infomax.bounds import infonce
+from infomax.experiments.rpm_demo import infonce_gap_rows, learned_prior_convergence, mixing_matrix
 from infomax.rpm import (
     RPM,
     GaussianMixture,
@@ -22,7 +23,6 @@ from infomax.rpm import (
     log_partition,
     rpm_loss,
 )
-from infomax.rpm.demo import infonce_gap_rows, learned_prior_convergence, mixing_matrix
 from infomax.rpm.gaussian import dot_critic_elbo, gaussian_mi_from_cov
 
 torch.set_num_threads(1)

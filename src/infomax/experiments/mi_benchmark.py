@@ -1,8 +1,15 @@
 """MI benchmark: every bound on ground-truth tasks, several seeds, one budget; bias/std tables.
 
-One CSV row per (task, bound, seed) as in bmi's runner; :func:`summarize` gives bias, std and
-relative error per (task, bound); :func:`plot_staircase` draws estimate vs true MI with std
-bands, the truth line and the InfoNCE cap ``log K``.
+``run(MIBenchmarkConfig(...))`` returns an :class:`MIBenchmarkResult` whose ``write(out)`` puts
+``results.csv`` (one row per (task, bound, seed), as in bmi's runner), ``summary.csv`` /
+``summary.md`` (:func:`summarize`: bias, std and relative error per (task, bound)),
+``results.json`` and ``staircase.png`` (:func:`plot_staircase`: estimate vs true MI with std
+bands, the truth line and the InfoNCE cap ``log K``) into ``out``. :func:`merge_results`
+combines runs made in parallel processes.
+
+>>> cfg = MIBenchmarkConfig(tasks="gaussian:dim=2,mi=0.5", bounds=("infonce", "nwj"), seeds=(0,))
+>>> [t.id for t in cfg.task_list()], cfg.bound_names()
+(['gaussian-d2-mi0.5'], ['infonce', 'nwj'])
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .estimate import EstimateConfig, EstimationFailed, check_sample_size, estimate_mi
-from .registry import BOUNDS
-from .reports import (
+from ..estimate import EstimateConfig, EstimationFailed, check_sample_size, estimate_mi
+from ..registry import BOUNDS
+from ..reports import (
     atomic_write_text,
     markdown_table,
     print_table,
@@ -27,22 +35,109 @@ from .reports import (
     write_results,
 )
 
+#: ``bounds`` value that stands for every registered bound.
+ALL_BOUNDS = ("all",)
+
+
+@dataclass(frozen=True)
+class MIBenchmarkConfig:
+    """Settings of :func:`run` (validated): ``tasks``, a task spec (``;``-separated; suites such
+    as ``staircase:dim=20`` expand, see :func:`infomax.tasks.tasks_from_string`); ``bounds``,
+    bound names (``("all",)``: every registered bound); ``seeds``; ``n_samples`` drawn per task
+    and seed; ``estimate``, the budget every bound shares (steps, batch size, critic, ...)."""
+
+    tasks: str = "staircase:dim=20"
+    bounds: tuple[str, ...] = ALL_BOUNDS
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_samples: int = 20000
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not str(self.tasks).strip():
+            raise ValueError("no tasks given")
+        if not self.seeds:
+            raise ValueError("no seeds given")
+        if not self.bounds:
+            raise ValueError("no bounds given")
+        self.task_list()  # ValueError naming an unknown task
+        self.bound_names()  # ValueError listing the valid names
+        check_sample_size(self.n_samples, self.estimate.batch_size, self.estimate.test_fraction)
+
+    def task_list(self) -> list[Any]:
+        """The tasks of ``tasks``."""
+        from ..tasks import tasks_from_string
+
+        return tasks_from_string(self.tasks)
+
+    def bound_names(self) -> list[str]:
+        """The bound names (``("all",)`` expanded)."""
+        names = BOUNDS.names() if tuple(self.bounds) == ALL_BOUNDS else list(self.bounds)
+        for name in names:
+            BOUNDS.get(name)
+        return names
+
+
+@dataclass
+class MIBenchmarkResult:
+    """Rows (one per task, bound and seed), their :func:`summarize` table, wall seconds, and the
+    settings as ``results.json`` records them (``estimate``, ``tasks``, ``bounds``, ``seeds``,
+    ``n_samples``)."""
+
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    seconds: float
+    config: dict[str, Any]
+
+    def write(self, out: str | Path) -> Path:
+        """``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and
+        ``staircase.png`` into ``out`` (a ``results.partial.csv`` there is removed)."""
+        folder = Path(out)
+        write_csv(folder / "results.csv", self.rows)
+        (folder / "results.partial.csv").unlink(missing_ok=True)
+        write_csv(folder / "summary.csv", self.summary)
+        results = {"rows": self.rows, "summary": self.summary, "seconds": self.seconds}
+        seed = list(self.config["seeds"])[0]
+        write_results(folder, config=self.config, results=results, seed=seed)
+        estimate = self.config.get("estimate")  # an EstimateConfig, or a dict (a merge's)
+        batch = getattr(estimate, "batch_size", None) or (estimate or {}).get("batch_size")
+        plot_staircase(self.summary, folder / "staircase.png", batch_size=batch)
+        atomic_write_text(folder / "summary.md", summary_markdown(self.summary))
+        return folder
+
+
+def run(config: MIBenchmarkConfig, *, partial_dir: str | Path | None = None) -> MIBenchmarkResult:
+    """Every bound of ``config`` on every task and seed (:func:`run_mi_benchmark`).
+
+    ``partial_dir``: keep the rows done so far in ``partial_dir/results.partial.csv`` while
+    running, so that an interrupted run keeps them.
+    """
+    return run_mi_benchmark(
+        config.task_list(),
+        config.bound_names(),
+        config.seeds,
+        n_samples=config.n_samples,
+        config=config.estimate,
+        progress=config.progress,
+        partial_dir=partial_dir,
+    )
+
 
 def run_mi_benchmark(
     tasks: Sequence[Any],
     bounds: Sequence[str],
     seeds: Sequence[int],
     *,
-    n_samples: int = 20000,
+    n_samples: int,
     config: EstimateConfig | None = None,
-    out_dir: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Run :func:`estimate_mi` for every (task, bound, seed); write results if ``out_dir``.
+    partial_dir: str | Path | None = None,
+) -> MIBenchmarkResult:
+    """Run :func:`estimate_mi` for every (task, bound, seed).
 
     Each task is sampled with ``task.sample(n_samples, seed)``; every bound gets the same
-    :class:`EstimateConfig` (same steps, batch size, critic and learning rate).
-    Returns ``{"rows": [...], "summary": [...]}``.
+    :class:`EstimateConfig` (same steps, batch size, critic and learning rate). A diverging
+    bound is a row with an ``error``, not an exception. ``partial_dir``: see :func:`run`.
     """
     if not tasks:
         raise ValueError("no tasks given")
@@ -67,35 +162,21 @@ def run_mi_benchmark(
                         bar.update(job, description=f"{task.id} {bound} seed {seed}")
                     row = _one_run(task, bound, seed, x, y, cfg)
                     rows.append(row)
-                    if out_dir is not None:  # partial results survive an interruption
-                        write_csv(Path(out_dir) / "results.partial.csv", rows)
+                    if partial_dir is not None:  # partial results survive an interruption
+                        write_csv(Path(partial_dir) / "results.partial.csv", rows)
                     if bar is not None:
                         bar.advance(job)
     finally:
         if bar is not None:
             bar.stop()
-    summary = summarize(rows)
-    result = {"rows": rows, "summary": summary, "seconds": time.perf_counter() - start}
-    if out_dir is not None:
-        out = Path(out_dir)
-        write_csv(out / "results.csv", rows)
-        (out / "results.partial.csv").unlink(missing_ok=True)
-        write_csv(out / "summary.csv", summary)
-        write_results(
-            out,
-            config={
-                "estimate": cfg,
-                "tasks": [{"id": t.id, "mi": t.mutual_information} for t in tasks],
-                "bounds": list(bounds),
-                "seeds": list(seeds),
-                "n_samples": n_samples,
-            },
-            results=result,
-            seed=list(seeds)[0],
-        )
-        plot_staircase(summary, out / "staircase.png", batch_size=cfg.batch_size)
-        atomic_write_text(out / "summary.md", summary_markdown(summary))
-    return result
+    settings = {
+        "estimate": cfg,
+        "tasks": [{"id": t.id, "mi": t.mutual_information} for t in tasks],
+        "bounds": list(bounds),
+        "seeds": list(seeds),
+        "n_samples": n_samples,
+    }
+    return MIBenchmarkResult(rows, summarize(rows), time.perf_counter() - start, settings)
 
 
 def _one_run(
@@ -188,9 +269,9 @@ def _read_run(folder: Path) -> tuple[Any, dict[str, Any]]:
     return frame, config
 
 
-def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+def merge_results(folders: Sequence[str | Path]) -> MIBenchmarkResult:
     """Combine the ``results.csv`` of several benchmark runs (e.g. seeds split over processes)
-    into one ``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and plot.
+    into one result (its ``write(out)`` gives the combined tables and plot; ``seconds`` is NaN).
 
     The runs must share their estimation settings and sample count (:data:`MERGE_KEYS`) and
     must not repeat a (task, bound, seed) run: ``ValueError`` naming the difference otherwise.
@@ -232,17 +313,9 @@ def merge_results(folders: Sequence[str | Path], out_dir: str | Path) -> dict[st
             "the runs overlap, merging would double-count seeds"
         )
     rows = both.drop(columns="_folder").to_dict("records")
-    summary = summarize(rows)
-    out = Path(out_dir)
-    write_csv(out / "results.csv", rows)
-    write_csv(out / "summary.csv", summary)
     seeds = sorted({int(r["seed"]) for r in rows})
     config = dict(configs[0], seeds=seeds, merged_from=[str(f) for f in folders])
-    write_results(out, config=config, results={"rows": rows, "summary": summary}, seed=seeds[0])
-    batch = (configs[0].get("estimate") or {}).get("batch_size")
-    plot_staircase(summary, out / "staircase.png", batch_size=batch)
-    atomic_write_text(out / "summary.md", summary_markdown(summary))
-    return {"rows": rows, "summary": summary}
+    return MIBenchmarkResult(rows, summarize(rows), math.nan, config)
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 """Numerical demonstrations of the RPM view of InfoNCE (``infomax rpm --demo``; SPEC §6).
 
+``run(DemoConfig(...))`` returns a :class:`DemoResult`; its ``write(out)`` puts ``results.json``,
+``curves.csv``, ``terms.csv``, ``invariance.csv`` and ``rpm_convergence.png`` into ``out``.
+
 On Gaussian latents (:class:`~infomax.rpm.gaussian.GaussianRPMTask`), all in float64:
 
 1. **InfoNCE(K) → InfoNCE-prior ELBO.** For a critic ``f`` the batch value ``bounds.infonce(S)``
@@ -29,16 +32,16 @@ from torch import Tensor
 
 from .._checks import check_positive_int, is_real
 from ..bounds import infonce_terms
-from .elbo import elbo_terms, infonce_prior_elbo, log_aggregate_recognition, log_partition
-from .gaussian import GaussianRPMTask, QuadraticCritic, dot_critic_elbo, gaussian_mi_from_cov
-from .models import JointPrior
+from ..rpm.elbo import elbo_terms, infonce_prior_elbo, log_aggregate_recognition, log_partition
+from ..rpm.gaussian import GaussianRPMTask, QuadraticCritic, dot_critic_elbo, gaussian_mi_from_cov
+from ..rpm.models import JointPrior
 
 DEFAULT_KS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Settings of :func:`run_demo` (Gaussian latents: ``dim`` pairs, correlation ``rho``,
+    """Settings of :func:`run` (Gaussian latents: ``dim`` pairs, correlation ``rho``,
     recognition noise ``sigma``; ``n_rows`` pairs per ``K``; ``n_fit`` pairs to fit the prior;
     ``n_pool`` negatives for Monte Carlo normalisers)."""
 
@@ -268,7 +271,7 @@ def invariance(
 
 @dataclass
 class DemoResult:
-    """Everything :func:`run_demo` measured (also written to ``results.json``)."""
+    """Everything :func:`run` measured (``write(out)``: :func:`write_demo`)."""
 
     config: DemoConfig
     mutual_information: float
@@ -278,8 +281,16 @@ class DemoResult:
     terms: list[dict[str, Any]] = field(default_factory=list)
     invariance: list[dict[str, Any]] = field(default_factory=list)
 
+    def write(self, out: str | Path) -> dict[str, Path]:
+        """The files of :func:`write_demo` into ``out``; returns their paths by name."""
+        return write_demo(self, out)
 
-def run_demo(config: DemoConfig) -> DemoResult:
+
+#: Small, fast settings (``infomax rpm --demo --quick``, the smoke test).
+QUICK: dict[str, Any] = {"ks": (8, 32, 128), "n_rows": 2048, "n_fit": 5000, "n_pool": 1024}
+
+
+def run(config: DemoConfig) -> DemoResult:
     """Run the four demonstrations of the module docstring (see :class:`DemoConfig`)."""
     torch.manual_seed(config.seed)
     task = GaussianRPMTask(config.dim, config.rho, config.sigma)
@@ -383,11 +394,9 @@ def plot_convergence(result: DemoResult) -> Any:
     return fig
 
 
-def write_demo(
-    result: DemoResult, out_dir: str | Path, docs_dir: str | Path | None = None
-) -> dict[str, Path]:
+def write_demo(result: DemoResult, out_dir: str | Path) -> dict[str, Path]:
     """``results.json``, ``curves.csv``, ``terms.csv``, ``invariance.csv`` and
-    ``rpm_convergence.png`` into ``out_dir`` (and a copy of the PNG into ``docs_dir``)."""
+    ``rpm_convergence.png`` into ``out_dir``."""
     from ..reports import save_figure, write_csv, write_results
 
     out = Path(out_dir)
@@ -424,10 +433,4 @@ def write_demo(
     paths["results"] = write_results(out, config=config, results=summary, seed=result.config.seed)
     fig = plot_convergence(result)
     paths["plot"] = save_figure(fig, out / "rpm_convergence.png")
-    if docs_dir is not None:
-        from ..reports import atomic_write_bytes
-
-        paths["docs_plot"] = atomic_write_bytes(
-            Path(docs_dir) / "rpm_convergence.png", paths["plot"].read_bytes()
-        )
     return paths

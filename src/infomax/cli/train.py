@@ -1,0 +1,125 @@
+"""``infomax train`` and ``infomax eval``: contrastive SSL (SimCLR, MoCo v2/v3, f-MICL)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..ssl import SSLConfig
+from ._common import (
+    DEVICE,
+    MEMORY_EFFICIENT,
+    SEED,
+    Fields,
+    Opt,
+    app,
+    config_options,
+    console,
+    friendly_errors,
+    out_dir,
+)
+
+TRAIN_OPTIONS: dict[str, str | Opt] = {
+    "data": "digits, mnist, fashion-mnist or cifar10.",
+    "data_dir": "Folder with the dataset's original files.",
+    "divergence": (
+        "infonce (NT-Xent) or an f-divergence: kl, js, pearson, sqhellinger, tsallis, vlc."
+    ),
+    "similarity": "cosine or gaussian.",
+    "temperature": "Similarity temperature τ (gaussian: σ² = τ).",
+    "epochs": "Training epochs.",
+    "batch_size": "Images per batch (2 views each).",
+    "lr": "Peak learning rate (cosine schedule).",
+    "optimizer": "adamw, sgd or lars.",
+    "warmup_epochs": "Linear warm-up epochs.",
+    "encoder": "auto, cnn, resnet18 or mlp.",
+    "width": "Encoder width (CNN base channels, ResNet width).",
+    "train_subset": "Use only the first N training images.",
+    "eval_every": "kNN accuracy every N epochs (0: only at the end).",
+    "seed": SEED,
+    "device": DEVICE,
+    "threads": "torch CPU threads (default: torch's choice).",
+    "sync_batchnorm": Opt("Under torchrun: batch-norm statistics over all ranks.", ("--sync-bn",)),
+    "memory_efficient": Opt(
+        "Tiled loss kernels that never hold the score matrix (default: automatic from "
+        "4096² scores on).",
+        MEMORY_EFFICIENT,
+    ),
+}
+
+
+@app.command()
+@friendly_errors
+@config_options(SSLConfig, TRAIN_OPTIONS, into="settings")
+def train(
+    method: str = typer.Argument(..., help="simclr, mocov2 or mocov3."),
+    *,
+    settings: Fields,
+    resume: bool = typer.Option(
+        False,
+        help="Continue from OUT/checkpoint.pt with the saved settings (only --epochs (more), "
+        "--eval-every, --device, --threads, --data-dir and --memory-efficient/--dense may "
+        "change).",
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the training run already in OUT (its checkpoint and results)."
+    ),
+    out: str = typer.Option("infomax-train", help="Output folder."),
+) -> None:
+    """Train a contrastive encoder (SimCLR, MoCo v2, MoCo v3); report probe and kNN accuracy.
+
+    Multi-process: `torchrun --nproc-per-node N -m infomax train ...` (one process per GPU, or
+    gloo on CPU); --batch-size is the global batch, split over the ranks.
+    """
+    from .. import dist
+    from ..ssl import train_ssl
+
+    threads = settings["threads"]
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if not resume:  # a resumed run's folder must exist already (train_ssl says so if not)
+        out_dir(out)
+    with dist.process_group(device=settings["device"]):
+        config = SSLConfig(method=method, **settings, progress=dist.rank() == 0)
+        train_ssl(config, out, resume=resume, overwrite=overwrite)
+        if dist.rank() == 0:
+            console.print(
+                f"outputs in {out}/ (results.json, history.csv, curves.png, checkpoint.pt)"
+            )
+
+
+@app.command("eval")
+@friendly_errors
+def eval_cmd(
+    checkpoint: str = typer.Argument(
+        ..., help="checkpoint.pt of an `infomax train` run (or its folder)."
+    ),
+    data_dir: str | None = typer.Option(
+        None, help="Override the dataset folder saved with the run."
+    ),
+    device: str = typer.Option("auto", help=DEVICE),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Linear probe, weighted kNN (k=200, T=0.1), alignment and uniformity of a trained encoder."""
+    import json
+
+    from ..reports import print_table, to_jsonable
+    from ..ssl import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, data_dir=data_dir, device=device)
+    if as_json:
+        typer.echo(json.dumps(to_jsonable(metrics), indent=2))
+        return
+    print_table(
+        f"evaluation of {checkpoint}",
+        ["linear probe", "kNN", "alignment", "uniformity", "epochs"],
+        [
+            [
+                metrics["linear_probe_acc"],
+                metrics["knn_acc"],
+                metrics["alignment"],
+                metrics["uniformity"],
+                metrics["epochs"],
+            ]
+        ],
+        console=console,
+    )
