@@ -9,7 +9,7 @@ Each (B, implementation) runs in its own process (timing: median of ``--repeats`
 warm-up; peak memory: ``ru_maxrss`` above that process's baseline); the GEMM rate is measured in
 the same process, and every time is compared with the 3-GEMM lower bound. Writes
 ``bench_losses.csv``, ``bench_losses.png`` and ``results.json`` into ``--out``; prints a table.
-See ``docs/benchmarks-losses.md`` and :mod:`infomax.kernels.bench`.
+See ``docs/benchmarks-losses.md`` and :mod:`infomax.experiments.loss_bench`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from infomax.reports import print_table
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, run :func:`~infomax.kernels.bench.run_loss_bench`, print the table."""
+    """Parse arguments, run :func:`~infomax.experiments.loss_bench.run_loss_bench`, print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCHES))

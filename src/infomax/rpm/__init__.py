@@ -3,7 +3,8 @@
 SPEC §6 (Aitchison & Ganev 2021). :mod:`~infomax.rpm.elbo` holds the ELBO terms and their batch
 estimators as pure functions, :mod:`~infomax.rpm.models` the learned priors and recognition
 models, :mod:`~infomax.rpm.gaussian` the closed forms on Gaussian latents, and
-:mod:`~infomax.rpm.demo` the numerical demonstrations behind ``infomax rpm --demo``.
+the numerical demonstrations behind ``infomax rpm --demo`` are in
+:mod:`infomax.experiments.rpm_demo`.
 """
 
 from __future__ import annotations
