@@ -130,3 +130,42 @@ def test_real_datasets(name, folder, test_counts):
     ds = load_dataset(name, root)
     assert ds.train_x.shape == (60000, 1, 28, 28) and ds.test_x.shape == (10000, 1, 28, 28)
     assert np.bincount(ds.test_y.numpy()).tolist() == test_counts
+
+
+def test_batches_shuffled_epochs_replacement_and_errors():
+    import torch
+
+    from infomax.data import Batches
+
+    x = torch.arange(10)
+    y = 10 * torch.arange(10)
+    one = [b.tolist() for b in Batches(x, 4, seed=3, epoch=1)]
+    assert len(one) == 2 and len({i for b in one for i in b}) == 8  # no repeats, tail dropped
+    # a function of (seed, epoch)
+    assert one == [b.tolist() for b in Batches(x, 4, seed=3, epoch=1)]
+    assert one != [b.tolist() for b in Batches(x, 4, seed=3, epoch=2)]
+    for bx, by in Batches((x, y), 5, seed=0, epoch=0):  # tuples are indexed together
+        assert torch.equal(by, 10 * bx)
+    gen = torch.Generator().manual_seed(0)
+    a = list(Batches((x, y), 4, replacement=True, steps=3, generator=gen))
+    b = list(Batches((x, y), 4, replacement=True, steps=2, generator=gen))  # continues the stream
+    ref = torch.Generator().manual_seed(0)
+    draws = [torch.randint(0, 10, (4,), generator=ref) for _ in range(5)]
+    assert [t[0].tolist() for t in a + b] == [d.tolist() for d in draws]
+    with pytest.raises(ValueError, match="larger than the 10 training samples"):
+        Batches(x, 11)
+    with pytest.raises(ValueError, match="divisible by the 2 ranks"):
+        Batches(x, 3, rank=0, world=2)
+    with pytest.raises(ValueError, match="replacement"):
+        Batches(x, 4, replacement=True)
+
+
+def test_digits_loader_split_options():
+    from infomax.data import load_digits
+
+    default = load_digits()
+    assert default.train_x.shape[0] == 1438 and default.test_x.shape[0] == 359
+    strat = load_digits(0.3, seed=1, stratify=True)
+    assert strat.test_x.shape[0] == 540 and set(strat.test_y.tolist()) == set(range(10))
+    again = load_digits(0.3, seed=1, stratify=True)
+    assert (strat.train_y == again.train_y).all()

@@ -140,3 +140,15 @@ def test_diverging_bound_is_an_error_naming_the_bound() -> None:
             hidden=16,
             progress=False,
         )
+
+
+def test_early_stopping_reports_the_best_held_out_evaluation() -> None:
+    """patience=1 stops at the first evaluation without a gain; the reported estimate is the
+    restored best state's, re-evaluated on the same held-out split."""
+    kw = dict(bound="nwj", batch_size=32, eval_every=10, hidden=16, lr=0.05, progress=False)
+    est = estimate_mi(X[:1500], Y[:1500], steps=2000, patience=1, **kw)
+    tests = [h["test"] for h in est.history]
+    assert est.steps < 2000 and est.steps == est.history[-1]["step"]
+    assert tests[-1] <= max(tests[:-1])  # the stopping evaluation did not improve
+    best = max(est.history, key=lambda h: h["test"])
+    assert est.best_step == best["step"] and est.mi == pytest.approx(best["test"], abs=1e-6)

@@ -409,3 +409,31 @@ def test_cli_identify_bad_input_is_one_line_error() -> None:
     assert res.exit_code == 2 and "--hidden" in res.output
     res = runner.invoke(app, ["identify", "--loss", "nope"])
     assert res.exit_code == 2 and "unknown bound" in res.output
+
+
+def test_non_finite_loss_is_one_error_naming_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infomax.identifiability import experiment
+
+    real = experiment.model_scores
+    calls: list[int] = []
+
+    def nan_from_step_3(*args: object) -> torch.Tensor:
+        calls.append(1)
+        s = real(*args)  # type: ignore[arg-type]
+        return s * float("nan") if len(calls) == 3 else s
+
+    monkeypatch.setattr(experiment, "model_scores", nan_from_step_3)
+    cfg = IdentifyConfig(
+        space="box",
+        conditional="laplace",
+        dim=3,
+        hidden=(16,),
+        steps=5,
+        batch=32,
+        eval_every=5,
+        eval_samples=50,
+        final_samples=50,
+        mixing_condition=10.0,
+    )
+    with pytest.raises(ValueError, match=r"^loss 'infonce' became non-finite at step 3; lower"):
+        run_identify(cfg, progress=False)

@@ -207,3 +207,155 @@ def test_resume_into_another_model_is_a_one_line_value_error(tmp_path):
     torch.save({"model": {}}, tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match="not a training checkpoint"):
         fit(nn.Linear(2, 1), lambda e: data, loss_fn, cfg, out_dir=tmp_path, resume=True)
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+
+def _toy(seed: int = 0):
+    """A linear regression, 4 batches per epoch (deterministic in the epoch)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(64, 1, generator=g)
+
+    def batches(epoch):
+        perm = torch.randperm(64, generator=torch.Generator().manual_seed(epoch))
+        return [(x[perm[i : i + 16]], y[perm[i : i + 16]]) for i in range(0, 64, 16)]
+
+    def loss_fn(m, b):
+        return (m(b[0]) - b[1]).pow(2).mean()
+
+    torch.manual_seed(seed)
+    return nn.Linear(3, 1), batches, loss_fn
+
+
+def test_early_stopping_restores_the_best_state():
+    from infomax.train import BestState, EarlyStopping, Evaluate
+
+    net, batches, loss_fn = _toy()
+    scores = iter([1.0, 3.0, 2.0, float("nan"), 2.5, 9.0])  # best at epoch 2, then 3 misses
+    seen = {}
+
+    def evaluate(state):
+        seen[state.epoch] = {k: v.clone() for k, v in state.model.state_dict().items()}
+        return {"score": next(scores)}
+
+    best = BestState("score")
+    cfg = TrainConfig(epochs=6, lr=0.05, progress=False)
+    callbacks = [Evaluate(evaluate), best, EarlyStopping("score", patience=3)]
+    res = fit(net, batches, loss_fn, cfg, callbacks=callbacks)
+    assert res.epochs_done == 5 and res.steps == 20  # stopped after epoch 5 (3 without a gain)
+    assert best.value == 3.0 and best.step == 8 and best.record["epoch"] == 2
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, seen[2][k]), k
+
+
+def test_ema_callback_is_the_running_average_of_the_weights():
+    from infomax.train import EMA, AfterStep
+
+    net, batches, loss_fn = _toy()
+    decay = 0.8
+    avg = {k: v.detach().clone() for k, v in net.named_parameters()}
+
+    def track(m, step):
+        for k, p in m.named_parameters():
+            avg[k] = decay * avg[k] + (1 - decay) * p.detach()
+
+    ema = EMA(decay)
+    fit(
+        net,
+        batches,
+        loss_fn,
+        TrainConfig(epochs=2, progress=False),
+        callbacks=[AfterStep(track), ema],
+    )
+    for k, p in net.named_parameters():  # restored into the model at the end
+        torch.testing.assert_close(p.detach(), avg[k])
+
+
+def test_step_based_training_metrics_and_progress_callback():
+    """``total_steps`` ends training mid-epoch and drives the schedule; ``loss_fn``'s metrics
+    are averaged per epoch; the progress callback is called once per step, with the epoch's
+    metric on its last step."""
+    from infomax.train import Evaluate, Progress
+
+    net, batches, loss_fn = _toy()
+    calls = []
+    values = iter(range(100))
+
+    def loss_with_metric(m, b):
+        return loss_fn(m, b), {"twice": 2 * loss_fn(m, b).detach()}
+
+    cfg = TrainConfig(epochs=3, lr=0.05, schedule="cosine", progress=False)
+    res = fit(
+        net,
+        batches,
+        loss_with_metric,
+        cfg,
+        callbacks=[
+            Evaluate(lambda s: {"m": float(next(values))}),
+            Progress(enabled=False, fn=lambda s, v: calls.append((s, v)), metric="m"),
+        ],
+        total_steps=10,
+    )
+    assert res.steps == 10 and [h["global_step"] for h in res.history] == [4, 8, 10]
+    assert [h["steps"] for h in res.history] == [4, 4, 2]
+    for h in res.history:
+        assert h["twice"] == pytest.approx(2 * h["loss"])
+    assert calls == [(s, {4: 0.0, 8: 1.0, 10: 2.0}.get(s)) for s in range(1, 11)]
+    # the learning rate of step s (0-based) is the cosine at s / total_steps
+    assert res.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 9 / 10)))
+
+
+def test_grad_clip_per_module_clips_each_child_on_its_own():
+    from infomax.train import GradClip, TrainState
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    for p, scale in zip(model.parameters(), (100.0, 100.0, 0.01, 0.01), strict=True):
+        p.grad = torch.full_like(p, scale)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = TrainState(
+        model, opt, torch.amp.GradScaler("cuda", enabled=False), TrainConfig(), torch.device("cpu")
+    )
+    small = [p.grad.clone() for p in model[1].parameters()]
+    GradClip(1.0, per_module=True).on_after_backward(state)
+    big = torch.cat([p.grad.flatten() for p in model[0].parameters()])
+    assert big.norm() == pytest.approx(1.0, rel=1e-5)
+    for p, before in zip(model[1].parameters(), small, strict=True):
+        assert torch.equal(p.grad, before)  # under the threshold: untouched
+
+
+def test_resume_with_stateful_callbacks_is_bitwise_exact(tmp_path):
+    """EMA, best state and early stopping are checkpointed: an interrupted run resumed gives
+    the same weights, the same average and the same selection as an uninterrupted one."""
+    from infomax.train import EMA, AfterStep, BestState, EarlyStopping, Evaluate
+
+    def run(out, crash_at=None, resume=False):
+        net, batches, loss_fn = _toy()
+
+        def score(state):
+            w = state.model.weight.detach()
+            return {"score": -float((w - torch.tensor([[1.0, -2.0, 0.5]])).norm())}
+
+        def crash(m, step):
+            if step == crash_at:
+                raise RuntimeError("crash")
+
+        ema, best = EMA(0.9, restore=False), BestState("score")
+        callbacks = [AfterStep(crash), Evaluate(score), best, EarlyStopping("score", 2), ema]
+        cfg = TrainConfig(epochs=4, lr=0.05, progress=False)
+        fit(net, batches, loss_fn, cfg, out_dir=out, resume=resume, callbacks=callbacks)
+        return net, ema, best
+
+    full, ema_full, best_full = run(tmp_path / "full")
+    with pytest.raises(RuntimeError, match="crash"):
+        run(tmp_path / "split", crash_at=10)  # in epoch 3
+    torch.manual_seed(99)
+    resumed, ema_res, best_res = run(tmp_path / "split", resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    for k, v in ema_full.shadow.items():
+        assert torch.equal(v, ema_res.shadow[k]), k
+    assert best_full.step == best_res.step and best_full.value == best_res.value
+    saved = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert set(saved["callbacks"]) == {"ema", "best_state", "early_stopping"}

@@ -7,14 +7,20 @@ pairs (gradient norm clipped per module, default 1.0: exponential bounds have he
 gradients), and every ``eval_every`` steps the bound is evaluated on the held-out split cut into
 batches of ``K``. Training stops early when the held-out estimate has not improved for
 ``patience`` evaluations; the weights of the best evaluation are restored and its held-out
-estimate is reported, with a bootstrap confidence interval over the held-out batches.
+estimate is reported, with a bootstrap confidence interval over the held-out batches. The loop is
+:func:`infomax.train.fit` (step-based, ``total_steps = steps``; one "epoch" per ``eval_every``
+steps) with the callbacks :class:`~infomax.train.GradClip` (per module),
+:class:`~infomax.train.Evaluate`, :class:`~infomax.train.BestState`,
+:class:`~infomax.train.EarlyStopping` and :class:`~infomax.train.Progress`; the training
+batches are :class:`~infomax.data.Batches` drawn with replacement.
 
 Distributed (under ``torchrun``, after :func:`infomax.dist.init_from_env`): every rank draws the
 same global batch of ``K`` pairs (``K`` divisible by the number of ranks), scores its own
 ``K / world`` rows against all ``K`` columns (critic evaluations, FLO's ``u`` on its pairs), and
 the row blocks are gathered with gradient into the full score matrix; the parameter gradients are
-averaged over ranks, which gives exactly the single-process gradient, so the ranks stay identical
-and the result equals a one-process run up to floating-point summation order.
+averaged over ranks (``fit(..., grad_sync="average")``), which gives exactly the single-process
+gradient, so the ranks stay identical and the result equals a one-process run up to
+floating-point summation order. The held-out evaluations run on every rank.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -26,7 +32,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -44,10 +49,23 @@ from torch import Tensor
 from . import dist
 from ._checks import as_2d_tensor, check_paired, check_positive_int
 from .critics import build_critic
+from .data.batches import Batches
 from .objectives import MIObjective
 from .registry import BOUNDS, CRITICS
 from .reports import to_jsonable, versions
-from .train import check_device_name, resolve_device
+from .train import (
+    BestState,
+    DivergedError,
+    EarlyStopping,
+    Evaluate,
+    GradClip,
+    Progress,
+    TrainConfig,
+    TrainState,
+    check_device_name,
+    fit,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -242,21 +260,18 @@ def estimate_mi(
     """Estimate ``I(X; Y)`` in nats from paired samples with a variational bound.
 
     Args:
-        x: ``[n, dx]`` (or ``[n]``) array or tensor.
-        y: ``[n, dy]`` (or ``[n]``) array or tensor, paired with ``x`` row by row.
-        bound: a name from ``BOUNDS`` (``infonce, nwj, dv, mine, tuba, js, smile, flo``).
-        critic: a name from ``CRITICS`` (``dot, cosine, gaussian, lp, bilinear, joint``).
-        batch_size: ``K``, pairs per batch (``K − 1`` negatives per positive).
-        steps: maximum number of Adam steps.
-            ``bound``, ``critic``, ``batch_size`` and ``steps`` left at ``None`` come from
-            ``config`` (or the :class:`EstimateConfig` defaults: flo, dot, 128, 3000).
-        progress: show a rich progress bar (``True``), nothing (``False``), or a callback
-            ``fn(step, held_out_estimate_or_None)``.
-        config: a full :class:`EstimateConfig`; ``options`` override its fields
-            (``lr, hidden, layers, embed_dim, test_fraction, standardize, eval_every, patience,
-            smile_clip, n_bootstrap, confidence, seed, device, memory_efficient``;
+        x, y: ``[n, dx]`` and ``[n, dy]`` (or ``[n]``) arrays or tensors, paired row by row.
+        bound: a name from ``BOUNDS`` (``infonce, nwj, dv, mine, tuba, js, smile, flo``);
+            critic: a name from ``CRITICS`` (``dot, cosine, gaussian, lp, bilinear, joint``);
+            batch_size: ``K``, pairs per batch; steps: maximum number of Adam steps. Left at
+            ``None`` they come from ``config`` (or the :class:`EstimateConfig` defaults).
+        progress: a rich progress bar (``True``), nothing (``False``), or a callback
+            ``fn(step, held_out_estimate_or_None)`` called once per step.
+        config: a full :class:`EstimateConfig`; ``options`` override its fields (``lr,
+            hidden, layers, embed_dim, test_fraction, standardize, eval_every, patience,
+            smile_clip, grad_clip, n_bootstrap, confidence, seed, device, memory_efficient``;
             ``memory_efficient``: train and evaluate through the tiled kernels of
-            :mod:`infomax.kernels` — ``None`` does so automatically from ``K = 4096`` on).
+            :mod:`infomax.kernels`, ``None``: automatically from ``K = 4096`` on).
 
     Returns:
         :class:`MIEstimate` with the held-out estimate, its CI and the training curve.
@@ -268,42 +283,107 @@ def estimate_mi(
             not be reported as a number (below −1 nat, or held-out evaluations that collapsed
             below ``UNSTABLE_BELOW``); the message names a bound that works on such data.
     """
+    given = {"bound": bound, "critic": critic, "batch_size": batch_size, "steps": steps}
+    cfg = _resolve_config(config, given, options)
+    data = _split(x, y, cfg)
+    objective = _build_objective(cfg, data)
+    start = time.perf_counter()
+    best, history, steps_done = _fit_critic(objective, data, cfg, progress)
+    k = cfg.batch_size
+    values = _batch_values(objective, data.x_te, data.y_te, k)
+    if not np.all(np.isfinite(values)):
+        raise _diverged(cfg.bound, best.step, "the held-out estimate")
+    m = min(data.n_train, 20 * k)
+    train_values = _batch_values(objective, data.x_tr[:m], data.y_tr[:m], k)
+    mi = float(values.mean())
+    _check_plausible(cfg.bound, mi, history)
+    stderr, ci = _uncertainty(values, cfg, data.notes)
+    if cfg.bound == "infonce" and mi > math.log(k) - 0.1:
+        data.notes.append(
+            f"InfoNCE estimate {mi:.3f} is within 0.1 nats of its cap log K = {math.log(k):.3f}; "
+            "the true MI may be higher: raise batch_size or use 'flo'"
+        )
+    for note in data.notes:
+        warnings.warn(note, stacklevel=2)
+    return MIEstimate(
+        mi=mi,
+        stderr=stderr,
+        ci=ci,
+        train_mi=float(train_values.mean()),
+        bound=cfg.bound,
+        batch_size=k,
+        steps=steps_done,
+        best_step=best.step,
+        history=history,
+        seconds=time.perf_counter() - start,
+        n_train=data.n_train,
+        n_test=data.n_test,
+        config=cfg,
+        seed=cfg.seed,
+        versions=versions(),
+        warnings=data.notes,
+    )
+
+
+def _resolve_config(
+    config: EstimateConfig | None, given: dict[str, Any], options: dict[str, Any]
+) -> EstimateConfig:
+    """``config`` (or the defaults) with the arguments ``given`` (unless ``None``) and the
+    keyword ``options``; ``ValueError`` naming unknown options."""
     base = config or EstimateConfig()
     fields = {f.name for f in dataclasses.fields(EstimateConfig)}
     unknown = sorted(set(options) - fields)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; valid: {sorted(fields)}")
-    given = {"bound": bound, "critic": critic, "batch_size": batch_size, "steps": steps}
-    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    cfg = dataclasses.replace(base, **overrides, **options)
+    overrides = {k: v for k, v in given.items() if v is not None}
+    return dataclasses.replace(base, **overrides, **options)
+
+
+@dataclass
+class _Split:
+    """Training and held-out pairs (preprocessed, on the device) and notes for the result."""
+
+    x_tr: Tensor
+    y_tr: Tensor
+    x_te: Tensor
+    y_te: Tensor
+    n_train: int
+    n_test: int
+    notes: list[str]
+
+
+def _split(x: Any, y: Any, cfg: EstimateConfig) -> _Split:
+    """Check the inputs, split them at random into train / held-out (seeded), standardise each
+    dimension with the training split's statistics and move both to the device."""
     xt, yt = as_2d_tensor(x, "x"), as_2d_tensor(y, "y")
     check_paired(xt, yt)
-    n = xt.shape[0]
     k = cfg.batch_size
     if k % dist.world_size():
         raise ValueError(
             f"batch_size={k} must be divisible by the number of ranks ({dist.world_size()})"
         )
-    n_train, n_test = check_sample_size(n, k, cfg.test_fraction)
+    n_train, n_test = check_sample_size(xt.shape[0], k, cfg.test_fraction)
     notes: list[str] = []
     if xt.shape == yt.shape and torch.equal(xt, yt):
         notes.append(
             "x and y are identical: for continuous data I(X;Y) is infinite, so the estimate "
             "only says how far this bound and batch size can go"
         )
-
     device = resolve_device(cfg.device)
-    rng = np.random.default_rng(cfg.seed)
-    perm = torch.from_numpy(rng.permutation(n))
+    perm = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(xt.shape[0]))
     train_idx, test_idx = perm[:n_train], perm[n_train:]
     x_tr, x_te, y_tr, y_te = xt[train_idx], xt[test_idx], yt[train_idx], yt[test_idx]
     if cfg.standardize:
         x_tr, x_te = _standardize(x_tr, x_te)
         y_tr, y_te = _standardize(y_tr, y_te)
     x_tr, x_te, y_tr, y_te = (t.to(device) for t in (x_tr, x_te, y_tr, y_te))
+    return _Split(x_tr, y_tr, x_te, y_te, n_train, n_test, notes)
 
+
+def _build_objective(cfg: EstimateConfig, data: _Split) -> MIObjective:
+    """The critic and its bound's extras, initialised from ``cfg.seed``, on the data's device."""
     torch.manual_seed(cfg.seed)
-    dx, dy = xt.shape[1], yt.shape[1]
+    dx, dy = data.x_tr.shape[1], data.y_tr.shape[1]
     net = build_critic(
         cfg.critic, dx, dy, hidden=cfg.hidden, layers=cfg.layers, embed_dim=cfg.embed_dim
     )
@@ -316,135 +396,100 @@ def estimate_mi(
         layers=cfg.layers,
         smile_clip=cfg.smile_clip,
         memory_efficient=cfg.memory_efficient,
-    ).to(device)
-    optimizer = torch.optim.Adam(objective.parameters(), lr=cfg.lr)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-
-    history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, Tensor]] | None = None
-    bad_evals = 0
-    running: list[float] = []
-    start = time.perf_counter()
-    reporter = _Progress(progress if dist.rank() == 0 else False, cfg.steps, cfg.bound)
-    step = 0
-    try:
-        for step in range(1, cfg.steps + 1):
-            idx = torch.randint(0, n_train, (k,), generator=gen).to(device)
-            objective.train()
-            loss, value = objective.loss(x_tr[idx], y_tr[idx])
-            if not torch.isfinite(loss):
-                raise _diverged(cfg.bound, step, "the training loss")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            dist.average_gradients(objective.parameters())
-            if cfg.grad_clip is not None:
-                # per module: the critic's heavy-tailed exp-gradients must not starve the u-net
-                for module in objective.children():
-                    params = [p for p in module.parameters() if p.grad is not None]
-                    if params:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            running.append(float(value))
-            test_value: float | None = None
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                objective.eval()
-                test_value = float(_batch_values(objective, x_te, y_te, k).mean())
-                train_value = float(np.mean(running)) if running else float("nan")
-                running = []
-                history.append({"step": step, "train": train_value, "test": test_value})
-                if math.isfinite(test_value) and (best is None or test_value > best[0]):
-                    state = copy.deepcopy(objective.state_dict())
-                    best, bad_evals = (test_value, step, state), 0
-                else:
-                    bad_evals += 1
-                if bad_evals >= cfg.patience:
-                    reporter.update(step, test_value)
-                    break
-            reporter.update(step, test_value)
-    finally:
-        reporter.close()
-    if best is None:
-        raise _diverged(cfg.bound, step, "the held-out estimate")
-    objective.load_state_dict(best[2])
-    objective.eval()
-    values = _batch_values(objective, x_te, y_te, k)
-    if not np.all(np.isfinite(values)):
-        raise _diverged(cfg.bound, best[1], "the held-out estimate")
-    m = min(n_train, 20 * k)
-    train_values = _batch_values(objective, x_tr[:m], y_tr[:m], k)
-    mi = float(values.mean())
-    _check_plausible(cfg.bound, mi, history)
-    if len(values) > 1:
-        stderr = float(values.std(ddof=1) / math.sqrt(len(values)))
-        ci = bootstrap_ci(values, cfg.n_bootstrap, cfg.confidence, np.random.default_rng(cfg.seed))
-        if ci[0] < 0:
-            notes.append(
-                f"the {100 * cfg.confidence:.0f}% CI [{ci[0]:.3f}, {ci[1]:.3f}] reaches below "
-                "0 nats: MI is never negative, so at this confidence the data do not show "
-                "dependence (or the critic is too weak to find it)"
-            )
-    else:
-        stderr, ci = math.nan, (math.nan, math.nan)
-        notes.append(
-            f"only 1 held-out batch of {k} pairs: no standard error or confidence interval; "
-            "give more samples or a smaller batch_size"
-        )
-    if cfg.bound == "infonce" and mi > math.log(k) - 0.1:
-        notes.append(
-            f"InfoNCE estimate {mi:.3f} is within 0.1 nats of its cap log K = {math.log(k):.3f}; "
-            "the true MI may be higher: raise batch_size or use 'flo'"
-        )
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return MIEstimate(
-        mi=mi,
-        stderr=stderr,
-        ci=ci,
-        train_mi=float(train_values.mean()),
-        bound=cfg.bound,
-        batch_size=k,
-        steps=step,
-        best_step=best[1],
-        history=history,
-        seconds=time.perf_counter() - start,
-        n_train=n_train,
-        n_test=n_test,
-        config=cfg,
-        seed=cfg.seed,
-        versions=versions(),
-        warnings=notes,
     )
+    return objective.to(data.x_tr.device)
 
 
-class _Progress:
-    """Rich progress bar, a user callback, or nothing."""
+def _fit_critic(
+    objective: MIObjective,
+    data: _Split,
+    cfg: EstimateConfig,
+    progress: bool | Callable[[int, float | None], None],
+) -> tuple[BestState, list[dict[str, float]], int]:
+    """Train with :func:`infomax.train.fit`: Adam (constant ``lr``) on batches of ``K``
+    training pairs drawn with replacement, gradients averaged over ranks and clipped per
+    module, the held-out estimate every ``eval_every`` steps and at the last step (on every
+    rank: the evaluation gathers score rows), early stopping, the best state restored (in eval
+    mode). Returns that :class:`~infomax.train.BestState`, the curve ``{"step", "train",
+    "test"}`` and the number of steps done."""
+    k, every = cfg.batch_size, cfg.eval_every
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # one stream across epochs
 
-    def __init__(
-        self, progress: bool | Callable[[int, float | None], None], total: int, bound: str
-    ) -> None:
-        self.callback = progress if callable(progress) else None
-        self.bar: Any = None
-        if progress is True:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    def batches(epoch: int) -> Batches:
+        steps = min(every, cfg.steps - epoch * every)
+        return Batches((data.x_tr, data.y_tr), k, replacement=True, steps=steps, generator=gen)
 
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TextColumn("held-out {task.fields[mi]}"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self.task = self.bar.add_task(f"estimate_mi[{bound}]", total=total, mi="-")
-            self.bar.start()
+    def loss_fn(model: MIObjective, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict]:
+        loss, value = model.loss(*batch)
+        return loss, {"train": value}
 
-    def update(self, step: int, test_value: float | None) -> None:
-        if self.callback is not None:
-            self.callback(step, test_value)
-        if self.bar is not None:
-            fields = {"mi": f"{test_value:.3f}"} if test_value is not None else {}
-            self.bar.update(self.task, completed=step, **fields)
+    def held_out(state: TrainState) -> dict[str, float]:
+        model: MIObjective = state.model  # type: ignore[assignment]
+        return {"test": float(_batch_values(model, data.x_te, data.y_te, k).mean())}
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    best = BestState("test")
+    callbacks = [
+        *([GradClip(cfg.grad_clip, per_module=True)] if cfg.grad_clip is not None else []),
+        Evaluate(held_out, all_ranks=True),
+        best,
+        EarlyStopping("test", cfg.patience),
+        Progress(
+            f"estimate_mi[{cfg.bound}]",
+            enabled=progress is True,
+            fn=progress if callable(progress) else None,
+            metric="test",
+            show={"test": "held-out"},
+            transient=True,
+        ),
+    ]
+    train_config = TrainConfig(
+        epochs=math.ceil(cfg.steps / every),
+        lr=cfg.lr,
+        weight_decay=0.0,  # AdamW without decay: Adam's update
+        schedule="constant",
+        amp=False,
+        device=cfg.device,
+        seed=cfg.seed,
+        progress=False,
+    )
+    try:
+        result = fit(
+            objective,
+            batches,
+            loss_fn,  # type: ignore[arg-type]
+            train_config,
+            callbacks=callbacks,
+            total_steps=cfg.steps,
+            grad_sync="average",
+        )
+    except DivergedError as err:
+        raise _diverged(cfg.bound, err.global_step, "the training loss") from None
+    if best.state is None:
+        raise _diverged(cfg.bound, result.steps, "the held-out estimate")
+    objective.eval()
+    history = [
+        {"step": r["global_step"], "train": r["train"], "test": r["test"]} for r in result.history
+    ]
+    return best, history, result.steps
+
+
+def _uncertainty(
+    values: np.ndarray, cfg: EstimateConfig, notes: list[str]
+) -> tuple[float, tuple[float, float]]:
+    """Standard error and bootstrap CI of the mean of the held-out batch ``values`` (NaN for a
+    single batch); the notes they call for are appended to ``notes``."""
+    if len(values) == 1:
+        notes.append(
+            f"only 1 held-out batch of {cfg.batch_size} pairs: no standard error or confidence "
+            "interval; give more samples or a smaller batch_size"
+        )
+        return math.nan, (math.nan, math.nan)
+    stderr = float(values.std(ddof=1) / math.sqrt(len(values)))
+    ci = bootstrap_ci(values, cfg.n_bootstrap, cfg.confidence, np.random.default_rng(cfg.seed))
+    if ci[0] < 0:
+        notes.append(
+            f"the {100 * cfg.confidence:.0f}% CI [{ci[0]:.3f}, {ci[1]:.3f}] reaches below "
+            "0 nats: MI is never negative, so at this confidence the data do not show "
+            "dependence (or the critic is too weak to find it)"
+        )
+    return stderr, ci

@@ -1,25 +1,49 @@
-"""A plain, resumable training loop shared by every trainer (SSL, RPM, distribution matching).
+"""The one training loop of the library: :func:`fit` and its small callbacks.
 
 ``fit(model, batches, loss_fn, config)`` runs ``config.epochs`` epochs of
 ``loss = loss_fn(model, batch)`` over ``batches(epoch)``, with AdamW / SGD / LARS, a per-step
 learning rate ``lr · warmup · cosine`` (linear warm-up over ``warmup_epochs``, then
 ``½(1 + cos(π t))`` over the remaining fraction ``t`` of training; ``constant`` drops the cosine),
-optional gradient clipping, mixed precision on CUDA, rich progress (loss, images/s) and a
+optional gradient clipping, mixed precision on CUDA, a progress bar (loss, images/s) and a
 checkpoint every ``checkpoint_every`` epochs written atomically to ``out_dir/checkpoint.pt``.
+``loss_fn`` may also return ``(loss, metrics)``: the metrics (floats or scalar tensors) are
+averaged over the epoch's steps into its history record. Every trainer of the library runs on
+it: SSL, :func:`infomax.estimate_mi`, identifiability, RPM and distribution matching.
+
+Step-based training: with ``total_steps`` the learning-rate schedule follows the fraction of
+``total_steps`` done and training ends after that many optimiser steps; an epoch is then one
+evaluation period (``estimate_mi``: ``eval_every`` steps).
+
+Callbacks (:class:`Callback`) run in the order given, then the built-in ones:
+
+- :class:`Evaluate`: metrics of the model added to an epoch's record (every ``n`` epochs; on
+  rank 0, or on every rank for an evaluation with collectives);
+- :class:`EarlyStopping`: stop after ``patience`` evaluations of a metric without improvement;
+- :class:`BestState`: keep the weights of the best evaluation of a metric, restore them at the
+  end; :class:`EMA`: an exponential moving average of the weights, restored at the end;
+- :class:`GradClip`: gradient-norm clipping over all parameters or per child module
+  (``config.grad_clip`` adds the first);
+- :class:`Progress`: the progress bar (:class:`infomax.progress.ProgressBar`) and / or a
+  per-step callback ``fn(step, metric_or_None)`` (``config.progress`` adds a bar);
+- :class:`History` (always): one record per epoch; :class:`Checkpoint` (with ``out_dir``).
 
 Resume is exact: the checkpoint holds model, optimizer (and AMP scaler) state, the torch / numpy /
-Python RNG states, the epoch and the history, so ``fit(..., resume=True)`` after an interruption
-gives bitwise the same weights on CPU as an uninterrupted run, provided ``batches(epoch)`` is a
-deterministic function of ``(seed, epoch)`` and any randomness inside ``loss_fn`` (augmentations)
-draws from torch's global generator. A non-finite loss raises :class:`DivergedError` before the
-step is applied; the last good checkpoint is left untouched.
+Python RNG states, the epoch, the history and the state of every callback that keeps one, so
+``fit(..., resume=True)`` after an interruption gives bitwise the same weights on CPU as an
+uninterrupted run, provided ``batches(epoch)`` is a deterministic function of ``(seed, epoch)``
+(e.g. :class:`infomax.data.Batches`) and any randomness inside ``loss_fn`` (augmentations) draws
+from torch's global generator. A non-finite loss raises :class:`DivergedError` before the step is
+applied; the last good checkpoint is left untouched.
 
 Distributed (``torchrun``, after :func:`infomax.dist.init_from_env`): the model is wrapped in
 ``DistributedDataParallel`` (parameter gradients averaged over ranks), batch norm is made
 global with ``sync_batchnorm=True``, rank ``r`` seeds its random stream with ``seed + r`` (its
 augmentations differ from the other ranks'), the non-finite check is agreed by all ranks (they
-stop together), and only rank 0 shows progress, runs ``on_epoch_end`` and writes the checkpoint,
-which holds every rank's generator state so that resume stays exact.
+stop together), and only rank 0 shows progress, runs rank-0 evaluations and writes the
+checkpoint, which holds every rank's generator state so that resume stays exact. With
+``grad_sync="average"`` the model is not wrapped: every rank computes the same global objective
+from row blocks gathered with gradient, and :func:`infomax.dist.average_gradients` averages the
+gradients (``estimate_mi``).
 
 >>> import torch
 >>> from torch import nn
@@ -33,13 +57,13 @@ which holds every rank's generator state so that resume stays exact.
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +72,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dist as _dist
+from .progress import ProgressBar
 from .reports import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -55,6 +80,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 OPTIMIZERS = ("adamw", "sgd", "lars")
 SCHEDULES = ("cosine", "constant")
+GRAD_SYNC = ("ddp", "average")
 
 
 @dataclass(frozen=True)
@@ -108,17 +134,25 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """``history``: one dict per epoch (``epoch``, ``loss``, ``lr``, ``seconds``,
-    ``images_per_s`` and whatever ``on_epoch_end`` returned); ``checkpoint``: last written file."""
+    """``history``: one dict per epoch (``epoch``, ``global_step``, ``loss``, ``lr``, ``steps``,
+    ``seconds``, ``images_per_s``, ``total_seconds``, the epoch means of ``loss_fn``'s metrics
+    and whatever the evaluations added); ``checkpoint``: last written file; ``steps``: optimiser
+    steps done in all."""
 
     history: list[dict]
     seconds: float
     epochs_done: int
     checkpoint: Path | None
+    steps: int = 0
 
 
 class DivergedError(ValueError):
-    """The loss became NaN/Inf; the last good checkpoint (if any) is kept."""
+    """The loss became NaN/Inf; the last good checkpoint (if any) is kept. ``epoch`` and
+    ``step`` (1-based, within the epoch) and ``global_step`` (1-based) locate the step."""
+
+    def __init__(self, message: str, epoch: int = 0, step: int = 0, global_step: int = 0) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.global_step = epoch, step, global_step
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,18 +298,7 @@ def seed_everything(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The loop
-
-
-def _batch_size(batch: Any) -> int:
-    """Number of samples in ``batch`` (a tensor or the first tensor of a tuple / list / dict)."""
-    if isinstance(batch, Tensor):
-        return int(batch.shape[0]) if batch.ndim else 1
-    if isinstance(batch, (tuple, list)) and batch:
-        return _batch_size(batch[0])
-    if isinstance(batch, dict) and batch:
-        return _batch_size(next(iter(batch.values())))
-    return 1
+# Checkpoints
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -357,36 +380,489 @@ def load_model_state(
         raise ValueError(f"{what} does not match {target}: {_first_line(err)}") from None
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def _batch_size(batch: Any) -> int:
+    """Number of samples in ``batch`` (a tensor or the first tensor of a tuple / list / dict)."""
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if isinstance(batch, (tuple, list)) and batch:
+        return _batch_size(batch[0])
+    if isinstance(batch, dict) and batch:
+        return _batch_size(next(iter(batch.values())))
+    return 1
 
-    columns = (
-        TextColumn("[bold]epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.0f} img/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        yield bar
+
+# ----------------------------------------------------------------------------------------------
+# What the loop shares with its callbacks
+
+
+@dataclass
+class TrainState:
+    """The running state of :func:`fit`, handed to every callback hook.
+
+    ``model`` is the model being trained (never its DDP wrapper); ``epoch``: epochs completed;
+    ``global_step``: optimiser steps completed; ``epoch_steps``: steps of the running epoch when
+    its batches have a ``len``; ``loss`` / ``batch_size``: the last step's loss and global batch
+    size; ``stop``: set by a callback to end training after the running epoch.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    config: TrainConfig
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    total_steps: int | None = None
+    epoch: int = 0
+    global_step: int = 0
+    epoch_steps: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop: bool = False
+    loss: float = math.nan
+    batch_size: int = 0
+    last_checkpoint: Path | None = None
+    checkpoint_epoch: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """More than one rank trains together."""
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (shows progress, writes files)."""
+        return self.rank == 0
+
+    @property
+    def use_amp(self) -> bool:
+        """Mixed precision: asked for and on CUDA."""
+        return bool(self.config.amp and self.device.type == "cuda")
+
+    @property
+    def finished(self) -> bool:
+        """``total_steps`` steps are done."""
+        return self.total_steps is not None and self.global_step >= self.total_steps
+
+
+class Callback:
+    """Hooks of :func:`fit` (each optional), called in list order with the :class:`TrainState`.
+
+    ``state_key``: the name under which :meth:`state_dict` is stored in every checkpoint and
+    handed back to :meth:`load_state_dict` on resume (``None``: nothing is kept).
+    """
+
+    state_key: str | None = None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        """Before the first epoch (after a resume has restored the state)."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """The epoch's batches exist (``state.epoch_steps``); no step has run."""
+
+    def on_after_backward(self, state: TrainState) -> None:
+        """Gradients are ready (unscaled, synchronised over ranks); the optimiser has not
+        stepped."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After an optimiser step (``state.global_step`` counts it)."""
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        """``record``: the epoch's history entry (``state.epoch`` counts the epoch); add metrics
+        to it or set ``state.stop``."""
+
+    def on_fit_end(self, state: TrainState) -> None:
+        """After the last epoch (not after an error)."""
+
+    def close(self, state: TrainState) -> None:
+        """Always last, also after an error."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain types and tensors to checkpoint (used when ``state_key`` is set)."""
+        return {}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def _emit(callbacks: Sequence[Callback], hook: str, state: TrainState, *args: Any) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(state, *args)
+
+
+class Evaluate(Callback):
+    """Add ``fn(state)``'s metrics to the record of every ``every``-th epoch (``0``: never), with
+    the model in eval mode (the next epoch puts it back in train mode). Runs on rank 0 only,
+    unless ``all_ranks`` (an evaluation with collectives, which every rank must run)."""
+
+    def __init__(
+        self,
+        fn: Callable[[TrainState], Mapping[str, Any]],
+        every: int = 1,
+        *,
+        all_ranks: bool = False,
+    ) -> None:
+        self.fn, self.every, self.all_ranks = fn, every, all_ranks
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        if self.every <= 0 or state.epoch % self.every or not (self.all_ranks or state.is_main):
+            return
+        state.model.eval()
+        record.update(self.fn(state))
+
+
+class AfterStep(Callback):
+    """``fn(model, global_step)`` after every optimiser step (momentum encoders, schedules)."""
+
+    def __init__(self, fn: Callable[[nn.Module, int], None]) -> None:
+        self.fn = fn
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.fn(state.model, state.global_step)
+
+
+class GradClip(Callback):
+    """Clip the gradient norm to ``max_norm``: over all parameters, or with ``per_module`` over
+    each child module of the model on its own (one module's heavy-tailed gradients, e.g. a
+    critic's exponential terms, then cannot shrink another module's step)."""
+
+    def __init__(self, max_norm: float, *, per_module: bool = False) -> None:
+        if not max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        self.max_norm, self.per_module = max_norm, per_module
+
+    def on_after_backward(self, state: TrainState) -> None:
+        groups = list(state.model.children()) if self.per_module else [state.model]
+        for module in groups:
+            params = [p for p in module.parameters() if p.grad is not None]
+            if params:
+                nn.utils.clip_grad_norm_(params, self.max_norm)
+
+
+class _Monitor:
+    """The best value so far of a metric: ``improved(v)`` is true (and records ``v``) when ``v``
+    is finite and better than every earlier value (strictly)."""
+
+    def __init__(self, mode: str) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.mode = mode
+        self.best: float | None = None
+
+    def improved(self, value: float) -> bool:
+        value = float(value)
+        if not math.isfinite(value):
+            return False
+        if self.best is not None and not (
+            value > self.best if self.mode == "max" else value < self.best
+        ):
+            return False
+        self.best = value
+        return True
+
+
+class EarlyStopping(Callback):
+    """Stop training after ``patience`` evaluations of ``metric`` (the records that hold it) in a
+    row without improvement (``mode``: ``max`` or ``min``; a non-finite value never improves)."""
+
+    state_key = "early_stopping"
+
+    def __init__(self, metric: str, patience: int, mode: str = "max") -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.metric, self.patience = metric, patience
+        self.monitor, self.bad = _Monitor(mode), 0
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.bad >= self.patience:  # resumed from the checkpoint of a stopped run
+            state.stop = True
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        if self.metric not in record:
+            return
+        self.bad = 0 if self.monitor.improved(record[self.metric]) else self.bad + 1
+        if self.bad >= self.patience:
+            state.stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.monitor.best, "bad": self.bad}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.monitor.best, self.bad = saved["best"], int(saved["bad"])
+
+
+class BestState(Callback):
+    """Keep a copy of the model's state at the best evaluation of ``metric`` (as
+    :class:`EarlyStopping` judges it) and load it into the model when training ends.
+
+    ``value``, ``step`` (global step) and ``record`` describe that evaluation; ``state`` is
+    ``None`` while no evaluation was finite."""
+
+    state_key = "best_state"
+
+    def __init__(self, metric: str, mode: str = "max") -> None:
+        self.metric, self.monitor = metric, _Monitor(mode)
+        self.state: dict[str, Tensor] | None = None
+        self.step = 0
+        self.record: dict[str, Any] = {}
+
+    @property
+    def value(self) -> float | None:
+        """The best value of the metric (``None``: none was finite)."""
+        return self.monitor.best
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        if self.metric in record and self.monitor.improved(record[self.metric]):
+            self.state = copy.deepcopy(state.model.state_dict())
+            self.step, self.record = state.global_step, dict(record)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.state is not None:
+            state.model.load_state_dict(self.state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.monitor.best, "step": self.step, "state": self.state}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.monitor.best, self.step, self.state = saved["best"], saved["step"], saved["state"]
+
+
+class EMA(Callback):
+    """Exponential moving average of the floating-point parameters, updated after every step,
+    ``w̄ ← decay · w̄ + (1 − decay) · w`` (starting from the weights training starts with);
+    buffers stay as trained. With ``restore`` the model takes ``w̄`` when training ends;
+    :meth:`copy_to` puts it into any model of the same architecture."""
+
+    state_key = "ema"
+
+    def __init__(self, decay: float = 0.999, *, restore: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay, self.restore = decay, restore
+        self.shadow: dict[str, Tensor] = {}
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if not self.shadow:
+            self.shadow = {
+                name: p.detach().clone()
+                for name, p in state.model.named_parameters()
+                if p.dtype.is_floating_point
+            }
+
+    @torch.no_grad()
+    def on_step_end(self, state: TrainState) -> None:
+        for name, p in state.model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].lerp_(p.detach(), 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into ``model``'s parameters."""
+        for name, p in model.named_parameters():
+            if name in self.shadow:
+                p.copy_(self.shadow[name])
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.restore:
+            self.copy_to(state.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shadow": self.shadow}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.shadow = dict(saved["shadow"])
+
+
+class History(Callback):
+    """Appends each epoch's record to ``state.history`` with ``total_seconds`` (training time
+    over every run of a resumed training) and logs it; always the first built-in callback."""
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self.prior = float(state.history[-1]["total_seconds"]) if state.history else 0.0
+        self.t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds so far, earlier runs of a resumed training included."""
+        return self.prior + time.perf_counter() - self.t0
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        record["total_seconds"] = self.seconds
+        state.history.append(record)
+        log.info("epoch %d: %s", state.epoch, record)
+
+
+class Checkpoint(Callback):
+    """``out_dir/checkpoint.pt`` after every ``every``-th epoch, the last one and an early stop,
+    written atomically by rank 0: model, optimizer (and AMP scaler), epoch, global step, history,
+    the RNG states (every rank's torch stream under ``torchrun``), ``train_config``,
+    ``extra_state`` (never replacing those entries) and the states of ``callbacks`` that keep
+    one. :meth:`restore` resumes from it."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        every: int = 1,
+        extra_state: dict[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.path = Path(out_dir) / CHECKPOINT_NAME
+        self.every, self.extra_state = every, extra_state
+        self.callbacks = [cb for cb in callbacks if cb.state_key is not None]
+
+    def restore(self, state: TrainState, saved: dict[str, Any] | None = None) -> None:
+        """Load ``saved`` (default: the file, read with :func:`load_checkpoint`) into
+        ``state``: ``ValueError`` (one line) for a checkpoint that does not fit."""
+        if saved is None:
+            saved = load_checkpoint(self.path, map_location=state.device)
+        check_checkpoint(saved, self.path)
+        load_model_state(state.model, saved["model"], f"checkpoint {str(self.path)!r}")
+        try:
+            state.optimizer.load_state_dict(saved["optimizer"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"the optimizer state in {str(self.path)!r} does not match the "
+                f"{state.config.optimizer!r} optimizer of this model: {_first_line(err)}"
+            ) from None
+        if "scaler" in saved and state.use_amp:
+            state.scaler.load_state_dict(saved["scaler"])
+        state.epoch, state.global_step = int(saved["epoch"]), int(saved["global_step"])
+        state.history = list(saved["history"])
+        kept = saved.get("callbacks", {})
+        for cb in self.callbacks:
+            if cb.state_key in kept:
+                cb.load_state_dict(kept[cb.state_key])
+        self._restore_rng(state, saved)
+        state.last_checkpoint, state.checkpoint_epoch = self.path, state.epoch
+
+    @staticmethod
+    def _restore_rng(state: TrainState, saved: dict[str, Any]) -> None:
+        set_rng_state(saved["rng"])
+        ranks_rng = saved.get("rng_ranks")
+        if ranks_rng is not None and len(ranks_rng) == state.world:
+            torch.set_rng_state(ranks_rng[state.rank])
+        elif state.world > 1 or (ranks_rng is not None and len(ranks_rng) != 1):
+            log.warning(
+                "checkpoint was written by %d rank(s), resuming on %d: the random streams "
+                "restart from seed + rank + 1000·epoch, so the result will differ from an "
+                "uninterrupted run",
+                len(ranks_rng) if ranks_rng is not None else 1,
+                state.world,
+            )
+            seed_everything(state.config.seed + state.rank + 1000 * state.epoch)
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        done = state.epoch
+        due = done % self.every == 0 or done == state.config.epochs
+        if not (due or state.stop or state.finished):
+            return
+        payload = self._payload(state)
+        if state.is_main:
+            atomic_torch_save(payload, self.path)
+        if state.distributed:
+            _dist.barrier()  # nobody resumes from a half-written epoch
+        state.last_checkpoint, state.checkpoint_epoch = self.path, done
+
+    def _payload(self, state: TrainState) -> dict[str, Any]:
+        ranks_rng = _dist.gather_rng_states() if state.distributed else None
+        payload: dict[str, Any] = {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "epoch": state.epoch,
+            "global_step": state.global_step,
+            "history": state.history,
+            "rng": rng_state(),
+            "train_config": asdict(state.config),
+        }
+        if self.callbacks:
+            payload["callbacks"] = {cb.state_key: cb.state_dict() for cb in self.callbacks}
+        if self.extra_state:
+            payload = {**self.extra_state, **payload}  # never replaces the training state
+        if state.use_amp:
+            payload["scaler"] = state.scaler.state_dict()
+        if ranks_rng is not None:
+            payload["rng_ranks"] = ranks_rng
+            payload["world_size"] = state.world
+        return payload
+
+
+class Progress(Callback):
+    """The progress bar on rank 0 (``enabled``) over the run's steps (``state.total_steps``, or
+    epochs × the first epoch's length): epoch, mean loss, images/s and the latest values of the
+    metrics in ``show`` (``{name: label}``).
+
+    ``fn(step, value)`` (rank 0) is called once per optimiser step, with ``value`` the epoch
+    record's ``metric`` for the last step of an epoch whose record holds it, ``None`` otherwise.
+    """
+
+    def __init__(
+        self,
+        description: str = "train",
+        *,
+        enabled: bool = True,
+        fn: Callable[[int, float | None], None] | None = None,
+        metric: str | None = None,
+        show: Mapping[str, str] | None = None,
+        transient: bool = False,
+    ) -> None:
+        self.description, self.enabled, self.fn = description, enabled, fn
+        self.metric, self.show, self.transient = metric, dict(show or {}), transient
+        self.bar = ProgressBar(description, enabled=False)
+        self._pending: int | None = None
+        self._shown = ""
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if not state.is_main:
+            self.fn = None
+        self.bar = ProgressBar(
+            self.description,
+            state.total_steps,
+            enabled=self.enabled and state.is_main,
+            transient=self.transient,
+        )
+        self.bar.update(state.global_step)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.t0, self.images, self.loss_sum, self.seen = time.perf_counter(), 0, 0.0, 0
+        if state.total_steps is None and state.epoch_steps:
+            self.bar.update(total=state.config.epochs * state.epoch_steps)
+
+    def on_step_end(self, state: TrainState) -> None:
+        self._flush(None)
+        self._pending = state.global_step
+        self.images += state.batch_size
+        self.loss_sum, self.seen = self.loss_sum + state.loss, self.seen + 1
+        ips = self.images / max(time.perf_counter() - self.t0, 1e-9)
+        info = (
+            f"epoch {state.epoch + 1}/{state.config.epochs}  loss {self.loss_sum / self.seen:.4f}"
+            f"  {ips:.0f} img/s{self._shown}"
+        )
+        self.bar.update(state.global_step, info=info)
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        value = record.get(self.metric) if self.metric is not None else None
+        self._flush(None if value is None else float(value))
+        shown = [f"{label} {record[k]:.4g}" for k, label in self.show.items() if k in record]
+        if shown:
+            self._shown = "  " + "  ".join(shown)
+
+    def _flush(self, value: float | None) -> None:
+        if self._pending is not None and self.fn is not None:
+            self.fn(self._pending, value)
+        self._pending = None
+
+    def close(self, state: TrainState) -> None:
+        self._flush(None)
+        self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
 
 
 def fit(
     model: nn.Module,
     batches: Callable[[int], Iterable[Any]],
-    loss_fn: Callable[[nn.Module, Any], Tensor],
+    loss_fn: Callable[[nn.Module, Any], Tensor | tuple[Tensor, Mapping[str, Any]]],
     config: TrainConfig,
     *,
     out_dir: Path | None = None,
@@ -395,175 +871,215 @@ def fit(
     on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None = None,
     resume_state: dict[str, Any] | None = None,
     extra_state: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    total_steps: int | None = None,
+    grad_sync: str = "ddp",
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs`` epochs; see the module docstring.
 
     ``batches(epoch)`` yields the batches of epoch ``epoch`` (0-based; given a ``len`` the
     learning rate is updated per step, otherwise per epoch); ``loss_fn(model, batch)`` returns a
-    scalar loss (moved to the device by the caller: ``model`` is already on
-    ``resolve_device(config.device)``); ``after_step(model, global_step)`` runs after each
-    optimiser step (momentum encoders); ``on_epoch_end(epoch, model)`` returns metrics added to
-    that epoch's history record. With ``resume=True`` training continues from
-    ``out_dir/checkpoint.pt``, or from ``resume_state`` when given (that checkpoint already read
-    with :func:`load_checkpoint`, e.g. to validate it before anything is written). A checkpoint
-    whose model or optimizer state does not fit ``model`` / ``config`` raises ``ValueError``
-    (one line: missing / unexpected keys, shape mismatches). ``extra_state``: plain-typed
-    entries stored in every checkpoint besides the training state (e.g. the caller's config).
+    scalar loss, or ``(loss, metrics)`` (moved to the device by the caller: ``model`` is already
+    on ``resolve_device(config.device)``); ``after_step(model, global_step)`` runs after each
+    optimiser step (:class:`AfterStep`); ``on_epoch_end(epoch, model)`` returns metrics added to
+    that epoch's history record (rank 0, :class:`Evaluate`). ``callbacks`` run in order before
+    the built-in :class:`History` and :class:`Checkpoint`. With ``resume=True`` training
+    continues from ``out_dir/checkpoint.pt``, or from ``resume_state`` when given (that
+    checkpoint already read with :func:`load_checkpoint`, e.g. to validate it before anything is
+    written). A checkpoint whose model or optimizer state does not fit ``model`` / ``config``
+    raises ``ValueError`` (one line: missing / unexpected keys, shape mismatches).
+    ``extra_state``: plain-typed entries stored in every checkpoint besides the training state
+    (e.g. the caller's config). ``total_steps``: step-based training (module docstring);
+    ``grad_sync``: ``ddp`` or ``average`` (distributed gradients, module docstring).
     """
+    state = _start(model, config, total_steps, grad_sync)
+    cbs = _user_callbacks(config, after_step, on_epoch_end, callbacks)
+    history = History()
+    ckpt = (
+        Checkpoint(out_dir, config.checkpoint_every, extra_state, cbs)
+        if out_dir is not None
+        else None
+    )
+    if resume:
+        if ckpt is None:
+            raise ValueError("resume=True needs out_dir holding a checkpoint")
+        ckpt.restore(state, resume_state)
+    else:
+        seed_everything(config.seed + state.rank)
+    train_model: nn.Module = model
+    if state.distributed and grad_sync == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [state.device.index] if state.device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    every = [*cbs, history, *([ckpt] if ckpt else [])]
+    if config.progress and not any(isinstance(cb, Progress) for cb in cbs):
+        every.append(Progress())
+    try:
+        _emit(every, "on_fit_start", state)
+        for epoch in range(state.epoch, config.epochs):
+            if state.finished or state.stop:
+                break
+            model.train()
+            _run_epoch(state, train_model, batches(epoch), loss_fn, every, grad_sync)
+            if state.stop or state.finished:
+                break
+        _emit(every, "on_fit_end", state)
+    finally:
+        _emit(every, "close", state)
+    return TrainResult(
+        history=state.history,
+        seconds=history.seconds,
+        epochs_done=len(state.history),
+        checkpoint=state.last_checkpoint,
+        steps=state.global_step,
+    )
+
+
+def _start(
+    model: nn.Module, config: TrainConfig, total_steps: int | None, grad_sync: str
+) -> TrainState:
+    """Device, batch-norm conversion, optimizer and scaler of a run (before any seeding)."""
+    if grad_sync not in GRAD_SYNC:
+        raise ValueError(f"unknown grad_sync {grad_sync!r}; valid: {', '.join(GRAD_SYNC)}")
+    if total_steps is not None and total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1 or None, got {total_steps}")
     device = resolve_device(config.device)
-    distributed = _dist.is_distributed() and _dist.world_size() > 1
     rank, world = _dist.rank(), _dist.world_size()
-    is_main = rank == 0
+    distributed = _dist.is_distributed() and world > 1
     model.to(device)
     if distributed and config.sync_batchnorm:
         _dist.convert_sync_batchnorm(model, device)
     optimizer = build_optimizer(model, config)
-    use_amp = bool(config.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
-    history: list[dict] = []
-    start_epoch, global_step, last_ckpt, ckpt_epoch = 0, 0, None, 0
-    if resume:
-        if ckpt_path is None:
-            raise ValueError("resume=True needs out_dir holding a checkpoint")
-        state = (
-            resume_state
-            if resume_state is not None
-            else load_checkpoint(ckpt_path, map_location=device)
-        )
-        check_checkpoint(state, ckpt_path)
-        load_model_state(model, state["model"], f"checkpoint {str(ckpt_path)!r}")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, RuntimeError, KeyError, TypeError) as err:
-            raise ValueError(
-                f"the optimizer state in {str(ckpt_path)!r} does not match the "
-                f"{config.optimizer!r} optimizer of this model: {_first_line(err)}"
-            ) from None
-        if "scaler" in state and use_amp:
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
-        history = list(state["history"])
-        set_rng_state(state["rng"])
-        ranks_rng = state.get("rng_ranks")
-        if ranks_rng is not None and len(ranks_rng) == world:
-            torch.set_rng_state(ranks_rng[rank])
-        elif world > 1 or (ranks_rng is not None and len(ranks_rng) != 1):
-            saved = len(ranks_rng) if ranks_rng is not None else 1
-            log.warning(
-                "checkpoint was written by %d rank(s), resuming on %d: the random streams "
-                "restart from seed + rank + 1000·epoch, so the result will differ from an "
-                "uninterrupted run",
-                saved,
-                world,
-            )
-            seed_everything(config.seed + rank + 1000 * start_epoch)
-        last_ckpt, ckpt_epoch = ckpt_path, start_epoch
+    scaler = torch.amp.GradScaler("cuda", enabled=bool(config.amp and device.type == "cuda"))
+    return TrainState(
+        model, optimizer, scaler, config, device, rank, world if distributed else 1, total_steps
+    )
+
+
+def _user_callbacks(
+    config: TrainConfig,
+    after_step: Callable[[nn.Module, int], None] | None,
+    on_epoch_end: Callable[[int, nn.Module], dict[str, float]] | None,
+    callbacks: Sequence[Callback],
+) -> list[Callback]:
+    """``config.grad_clip``, ``after_step`` and ``on_epoch_end`` as callbacks, then the
+    caller's."""
+    out: list[Callback] = []
+    if config.grad_clip is not None:
+        out.append(GradClip(config.grad_clip))
+    if after_step is not None:
+        out.append(AfterStep(after_step))
+    if on_epoch_end is not None:
+        fn = on_epoch_end
+        out.append(Evaluate(lambda s: fn(s.epoch - 1, s.model)))
+    return [*out, *callbacks]
+
+
+def _lr(state: TrainState, epoch: int, i: int, n_steps: int | None) -> float:
+    """Learning rate of step ``i`` of ``epoch`` (``n_steps`` steps, when known)."""
+    config = state.config
+    if state.total_steps is not None:
+        progress = config.epochs * state.global_step / state.total_steps
+    elif n_steps:
+        progress = epoch + i / n_steps
     else:
-        seed_everything(config.seed + rank)
-    train_model: nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
+        progress = float(epoch)
+    return config.lr * lr_factor(progress, config)
 
-        train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    t_start = time.perf_counter()
-    prior_seconds = float(history[-1]["total_seconds"]) if history else 0.0
-    with _progress(config.progress and is_main, config.epochs) as bar:
-        for epoch in range(start_epoch, config.epochs):
-            model.train()
-            epoch_batches = batches(epoch)
-            n_steps = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None  # type: ignore[arg-type]
-            task = None
-            if bar is not None:
-                task = bar.add_task(
-                    "", total=n_steps, epoch=f"{epoch + 1}/{config.epochs}", loss=math.nan, ips=0.0
-                )
-            t0, n_images, loss_sum, n_seen = time.perf_counter(), 0, 0.0, 0
-            lr = config.lr * lr_factor(float(epoch), config)
-            for i, batch in enumerate(epoch_batches):
-                if n_steps:
-                    lr = config.lr * lr_factor(epoch + i / n_steps, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    loss = loss_fn(train_model, batch)
-                bad = not bool(torch.isfinite(loss.detach()).all())
-                if _dist.any_rank(bad, device) if distributed else bad:
-                    kept = (
-                        f"the last good checkpoint {str(last_ckpt)!r} (epoch {ckpt_epoch}) is kept"
-                        if last_ckpt is not None
-                        else "no checkpoint had been written yet"
-                    )
-                    where = f" on rank {rank}" if distributed else ""
-                    raise DivergedError(
-                        f"loss became {float(loss.detach())}{where} at epoch {epoch + 1}, "
-                        f"step {i + 1}; "
-                        f"{kept}. Try a lower learning rate, a larger temperature or grad_clip."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                global_step += 1
-                if after_step is not None:
-                    after_step(model, global_step)
-                n_images += _batch_size(batch) * world
-                loss_sum += float(loss.detach())
-                n_seen += 1
-                if bar is not None and task is not None:
-                    ips = n_images / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, advance=1, loss=loss_sum / n_seen, ips=ips)
-            seconds = time.perf_counter() - t0
-            epoch_loss = loss_sum / max(n_seen, 1)
-            if distributed:
-                epoch_loss = _dist.all_reduce_mean(epoch_loss, device)
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "loss": epoch_loss,
-                "lr": lr,
-                "steps": n_seen,
-                "seconds": seconds,
-                "images_per_s": n_images / max(seconds, 1e-9),
-            }
-            if on_epoch_end is not None and is_main:
-                model.eval()
-                record.update(on_epoch_end(epoch, model))
-            record["total_seconds"] = prior_seconds + time.perf_counter() - t_start
-            history.append(record)
-            log.info("epoch %d: %s", epoch + 1, record)
-            done = epoch + 1
-            if ckpt_path is not None and (
-                done % config.checkpoint_every == 0 or done == config.epochs
-            ):
-                ranks_rng = _dist.gather_rng_states() if distributed else None
-                payload: dict[str, Any] = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": done,
-                    "global_step": global_step,
-                    "history": history,
-                    "rng": rng_state(),
-                    "train_config": asdict(config),
-                }
-                if extra_state:
-                    payload = {**extra_state, **payload}  # never replaces the training state
-                if use_amp:
-                    payload["scaler"] = scaler.state_dict()
-                if ranks_rng is not None:
-                    payload["rng_ranks"] = ranks_rng
-                    payload["world_size"] = world
-                if is_main:
-                    atomic_torch_save(payload, ckpt_path)
-                if distributed:
-                    _dist.barrier()  # nobody resumes from a half-written epoch
-                last_ckpt, ckpt_epoch = ckpt_path, done
-    total = prior_seconds + time.perf_counter() - t_start
-    return TrainResult(
-        history=history, seconds=total, epochs_done=len(history), checkpoint=last_ckpt
+def _run_epoch(
+    state: TrainState,
+    train_model: nn.Module,
+    epoch_batches: Iterable[Any],
+    loss_fn: Callable[[nn.Module, Any], Any],
+    callbacks: Sequence[Callback],
+    grad_sync: str,
+) -> None:
+    """One epoch of steps, then its history record through the callbacks' ``on_epoch_end``."""
+    epoch = state.epoch
+    n_steps = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None  # type: ignore[arg-type]
+    state.epoch_steps = n_steps
+    _emit(callbacks, "on_epoch_start", state)
+    t0, n_images, n_seen = time.perf_counter(), 0, 0
+    sums: dict[str, float] = {"loss": 0.0}
+    lr = _lr(state, epoch, 0, None)
+    for i, batch in enumerate(epoch_batches):
+        lr = _lr(state, epoch, i, n_steps)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
+        metrics = _train_step(state, train_model, loss_fn, batch, i, callbacks, grad_sync)
+        for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + value
+        n_images += state.batch_size
+        n_seen += 1
+        _emit(callbacks, "on_step_end", state)
+        if state.finished:
+            break
+    seconds = time.perf_counter() - t0
+    means = {k: v / max(n_seen, 1) for k, v in sums.items()}
+    if state.distributed:
+        means = {k: _dist.all_reduce_mean(v, state.device) for k, v in means.items()}
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "global_step": state.global_step,
+        "loss": means.pop("loss"),
+        "lr": lr,
+        "steps": n_seen,
+        "seconds": seconds,
+        "images_per_s": n_images / max(seconds, 1e-9),
+        **means,
+    }
+    state.epoch = epoch + 1
+    _emit(callbacks, "on_epoch_end", state, record)
+
+
+def _train_step(
+    state: TrainState,
+    train_model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Any],
+    batch: Any,
+    i: int,
+    callbacks: Sequence[Callback],
+    grad_sync: str,
+) -> dict[str, float]:
+    """Forward, finiteness check, backward, gradient hooks, optimiser step; returns the step's
+    loss and metrics as floats."""
+    with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.use_amp):
+        out = loss_fn(train_model, batch)
+    loss, metrics = out if isinstance(out, tuple) else (out, {})
+    _check_finite(state, loss, i)
+    optimizer, scaler = state.optimizer, state.scaler
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_sync == "average":
+        _dist.average_gradients(state.model.parameters())
+    scaler.unscale_(optimizer)  # no-op without AMP; hooks see the true gradients
+    _emit(callbacks, "on_after_backward", state)
+    scaler.step(optimizer)
+    scaler.update()
+    state.global_step += 1
+    state.loss = float(loss.detach())
+    state.batch_size = _batch_size(batch) * state.world
+    return {"loss": state.loss, **{k: float(v) for k, v in metrics.items()}}
+
+
+def _check_finite(state: TrainState, loss: Tensor, i: int) -> None:
+    """:class:`DivergedError` on every rank when the loss is not finite on any rank."""
+    bad = not bool(torch.isfinite(loss.detach()).all())
+    if not (_dist.any_rank(bad, state.device) if state.distributed else bad):
+        return
+    kept = (
+        f"the last good checkpoint {str(state.last_checkpoint)!r} (epoch "
+        f"{state.checkpoint_epoch}) is kept"
+        if state.last_checkpoint is not None
+        else "no checkpoint had been written yet"
+    )
+    where = f" on rank {state.rank}" if state.distributed else ""
+    raise DivergedError(
+        f"loss became {float(loss.detach())}{where} at epoch {state.epoch + 1}, step {i + 1}; "
+        f"{kept}. Try a lower learning rate, a larger temperature or grad_clip.",
+        epoch=state.epoch + 1,
+        step=i + 1,
+        global_step=state.global_step + 1,
     )

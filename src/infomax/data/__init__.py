@@ -10,6 +10,9 @@
 | ``cifar10`` | ``data_batch_1..5``, ``test_batch`` (or in ``cifar-10-batches-py/``) | 3×32×32 |
 
 A missing file, a bad magic number or a wrong size raises ``ValueError`` naming the file.
+:func:`load_digits` is the library's one digits loader (``test_fraction``, ``seed`` and a
+stratified split are options; the defaults give the fixed split above). :class:`Batches` is the
+one mini-batch generator (shuffled epochs, rank slices, or draws with replacement).
 
 >>> ds = load_dataset("digits")
 >>> ds.train_x.shape[1:], ds.num_classes
@@ -20,12 +23,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .batches import Batches
 from .cifar import load_cifar10, read_cifar_batch
 from .idx import load_idx_dataset, read_idx
 from .types import DATASETS, ImageDataset
 
 __all__ = [
     "DATASETS",
+    "Batches",
     "ImageDataset",
     "load_cifar10",
     "load_dataset",
@@ -36,10 +41,16 @@ __all__ = [
 ]
 
 
-def load_digits() -> ImageDataset:
-    """scikit-learn's bundled 8×8 digits (values 0..16 rescaled to 0..255), split 80/20.
+def load_digits(
+    test_fraction: float = 0.2, seed: int = 0, *, stratify: bool = False
+) -> ImageDataset:
+    """scikit-learn's bundled 8×8 digits (values 0..16 rescaled to 0..255), split into train /
+    test.
 
-    The split is a fixed permutation with seed 0: 1,438 train / 359 test images.
+    Default: a fixed permutation with seed 0, the first 80% for training (1,438 train / 359 test
+    images). ``stratify=True``: scikit-learn's stratified ``train_test_split`` with
+    ``random_state=seed`` (every class in both splits in proportion, for linear probes on small
+    test fractions).
     """
     import numpy as np
     import torch
@@ -48,9 +59,16 @@ def load_digits() -> ImageDataset:
     bunch = sk_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
-    perm = np.random.default_rng(0).permutation(len(labels))
-    n_train = int(round(0.8 * len(labels)))
-    tr, te = perm[:n_train], perm[n_train:]
+    if stratify:
+        from sklearn.model_selection import train_test_split
+
+        tr, te = train_test_split(
+            np.arange(len(labels)), test_size=test_fraction, random_state=seed, stratify=labels
+        )
+    else:
+        perm = np.random.default_rng(seed).permutation(len(labels))
+        n_train = int(round((1.0 - test_fraction) * len(labels)))
+        tr, te = perm[:n_train], perm[n_train:]
     return ImageDataset(
         name="digits",
         train_x=torch.from_numpy(images[tr]),

@@ -7,16 +7,17 @@ augmentations for images, additive Gaussian jitter for vectors, or the input its
 score matrix ``S_ij = −‖z¹_i − c²_j‖² / τ`` (``lp_scores`` with ``p = α = 2``, learnable ``τ``)
 between the *noisy* representation ``z¹ = n(e(x¹)) + σε`` of one view and the clean one
 ``c² = n(e(x²))`` of the other, symmetrised over the two views. Training uses
-:func:`infomax.train.fit`. Evaluation (clean ``n(e(x))``, no noise, eval-mode statistics):
-linear-probe accuracy, :func:`~infomax.dm.metrics.dm_metrics`, and a held-out estimate of the
-bound with noise on, reported next to the capacity ceiling and ``log K``.
+:func:`infomax.train.fit` on :class:`infomax.data.Batches`. Evaluation (clean ``n(e(x))``, no
+noise, eval-mode statistics): linear-probe accuracy, :func:`~infomax.dm.metrics.dm_metrics`, and
+a held-out estimate of the bound with noise on, reported next to the capacity ceiling and
+``log K``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ from torch import Tensor, nn
 from .. import reports
 from .._checks import check_int, check_positive, is_int_at_least, is_real
 from ..critics import lp_scores
+from ..data.batches import Batches
 from ..models import ENCODERS
 from ..registry import BOUNDS
-from ..train import TrainConfig, fit, resolve_device
+from ..train import TrainConfig, TrainResult, fit, resolve_device
 from .metrics import dm_metrics, reference_metrics
 from .noise import NoiseInjection, binding_sigma, capacity, check_target, sigma_schedule
 
@@ -278,22 +280,6 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
     )
 
 
-class _Batches:
-    """Shuffled mini-batches of one epoch (seeded by ``(seed, epoch)``), last partial dropped."""
-
-    def __init__(self, x: Tensor, batch_size: int, seed: int, epoch: int) -> None:
-        self.x, self.bs, self.seed, self.epoch = x, min(batch_size, x.shape[0]), seed, epoch
-
-    def __len__(self) -> int:
-        return self.x.shape[0] // self.bs
-
-    def __iter__(self) -> Iterator[Tensor]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.x.shape[0], generator=gen)
-        for i in range(len(self)):
-            yield self.x[perm[i * self.bs : (i + 1) * self.bs]]
-
-
 @torch.no_grad()
 def recalibrate_bn(
     model: nn.Module, x: Tensor, prep: Callable[[Tensor], Tensor], batch_size: int = 256
@@ -386,6 +372,33 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
     )
     torch.manual_seed(config.seed)
     model = NoisyDIM(data.encoder, config.dim, config.target, config.sigma).to(device)
+    result = _train(model, data, images, config, out_dir)
+    metrics, f_test = _evaluate(model, data, images, config)
+    metrics.update(
+        tau=float(model.tau.detach()),
+        final_loss=result.history[-1]["loss"],
+        train_seconds=result.seconds,
+        epochs=result.epochs_done,
+        train_images=int(images.shape[0]),
+        torch_threads=torch.get_num_threads(),
+    )
+    if out_dir is not None:
+        reports.write_results(
+            out_dir,
+            config=config,
+            results=metrics,
+            seed=config.seed,
+            extra={"curves": result.history},
+        )
+    return metrics, f_test
+
+
+def _train(
+    model: NoisyDIM, data: DMData, images: Tensor, config: DMConfig, out_dir: str | Path | None
+) -> TrainResult:
+    """:func:`infomax.train.fit` on :class:`~infomax.data.Batches` of ``images``: the
+    symmetrised bound between the noisy representation of one view and the clean one of the
+    other, with ``σ`` following :func:`~infomax.dm.noise.sigma_schedule` step by step."""
     spec = BOUNDS.get(config.bound)
     steps_total = config.epochs * (images.shape[0] // config.batch_size)
 
@@ -397,22 +410,31 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
         m.noise.sigma = sigma_schedule(step / steps_total, config.sigma, config.sigma_warmup)  # type: ignore[union-attr]
 
     model.noise.sigma = sigma_schedule(0.0, config.sigma, config.sigma_warmup)
-    result = fit(
+    return fit(
         model,
-        lambda epoch: _Batches(images, config.batch_size, config.seed, epoch),
+        lambda epoch: Batches(images, config.batch_size, config.seed, epoch),
         loss_fn,
         config.train_config(),
         out_dir=Path(out_dir) if out_dir is not None else None,
         after_step=after_step,
     )
+
+
+def _evaluate(
+    model: NoisyDIM, data: DMData, images: Tensor, config: DMConfig
+) -> tuple[dict[str, Any], Tensor]:
+    """Metrics of a trained model at ``config.sigma`` (batch norm recalibrated on ``images``):
+    linear probe, DM tests of the test representation at every ``dm_sizes`` and of the probe's
+    training representation, the held-out bound next to the capacity ceiling; returns them and
+    the test representation."""
+    from ..eval import linear_probe
+
     model.noise.sigma = config.sigma
     recalibrate_bn(model, images[:10_000], data.clean, config.batch_size)
     probe_x = data.train_x if config.probe_subset is None else data.train_x[: config.probe_subset]
     probe_y = data.train_y[: probe_x.shape[0]]
     f_train = representations(model, probe_x, data.clean)
     f_test = representations(model, data.test_x, data.clean)
-    from ..eval import linear_probe
-
     metrics: dict[str, Any] = {"sigma": config.sigma, "target": config.target}
     metrics["linear_probe_acc"] = linear_probe(f_train, probe_y, f_test, data.test_y)
     sizes = list(config.dm_sizes)  # checked against the test set before training
@@ -434,21 +456,7 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
         capacity=capacity(config.target, config.dim, config.sigma),
         log_k=math.log(config.batch_size),
         binding_sigma=binding_sigma(config.target, config.dim, config.batch_size),
-        tau=float(model.tau.detach()),
-        final_loss=result.history[-1]["loss"],
-        train_seconds=result.seconds,
-        epochs=result.epochs_done,
-        train_images=int(images.shape[0]),
-        torch_threads=torch.get_num_threads(),
     )
-    if out_dir is not None:
-        reports.write_results(
-            out_dir,
-            config=config,
-            results=metrics,
-            seed=config.seed,
-            extra={"curves": result.history},
-        )
     return metrics, f_test
 
 

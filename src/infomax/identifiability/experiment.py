@@ -14,16 +14,18 @@ loss on the score matrix
 
 The loss is any bound of :data:`infomax.registry.BOUNDS` (its ``loss``; FLO uses its optimal
 ``u`` detached, MINE its EMA) or ``fmicl:<divergence>``; by default it is symmetrised,
-``½ (L(S) + L(Sᵀ))``. Metrics (:mod:`.metrics`) are taken every ``eval_every`` steps on a fixed
-held-out set and at the end on fresh samples, next to two baselines: the untrained encoder and
-the mixed observations ``x = g(z)`` themselves.
+``½ (L(S) + L(Sᵀ))``. Training runs on :func:`infomax.train.fit` (step-based: one "epoch" per
+``eval_every`` steps, each step on a fresh batch). Metrics (:mod:`.metrics`) are taken every
+``eval_every`` steps on a fixed held-out set and at the end on fresh samples, next to two
+baselines: the untrained encoder and the mixed observations ``x = g(z)`` themselves.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from torch import Tensor, nn
 from .._checks import check_int, check_positive
 from ..critics import cosine_scores, lp_scores, mlp
 from ..registry import BOUNDS
+from ..train import DivergedError, Evaluate, Progress, TrainConfig, TrainState, fit
 from .metrics import identifiability_metrics, linear_r2, mcc
 from .mixing import InvertibleMLP, invertibility_report
 from .spaces import SPACES, Conditional, Space, get_space
@@ -321,20 +324,6 @@ def _encode(config: IdentifyConfig, encoder: nn.Module, x: Tensor) -> Tensor:
 # Runner
 
 
-def _progress(enabled: bool) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        transient=True,
-    )
-
-
 def run_identify(
     config: IdentifyConfig, out: str | Path | None = None, progress: bool = True
 ) -> IdentifyResult:
@@ -346,7 +335,6 @@ def run_identify(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     space: Space = get_space(config.space, config.dim)
-    cond = config.cond
     g = InvertibleMLP.random(
         config.dim, config.mixing_layers, seed=config.seed, max_condition=config.mixing_condition
     )
@@ -370,53 +358,11 @@ def run_identify(
     untrained = evaluate_final()
     mixing_only = identifiability_metrics(x_tr, z_tr, x_te, z_te, seed=config.seed)
     check = invertibility_report(g, z_te[:512])
-
-    opt = torch.optim.Adam(encoder.parameters(), lr=config.lr)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
-        if config.lr_schedule == "cosine"
-        else None
-    )
-    history: list[dict[str, float]] = []
-    recent: list[float] = []
-    with _progress(progress) as bar:
-        task = bar.add_task(config.label(), total=config.steps, info="")
-        for step in range(1, config.steps + 1):
-            z, z_pos = space.sample_pairs(config.batch, cond, rng)
-            a, b = encoder(g(z)), encoder(g(z_pos))
-            scores = model_scores(config, a, b)
-            loss = objective(scores)  # symmetrised by make_objective when config.symmetric
-            if not torch.isfinite(loss):
-                raise ValueError(
-                    f"loss {config.loss!r} became non-finite at step {step}; lower --lr or use "
-                    "--loss infonce"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            recent.append(float(loss.detach()))
-            if step % config.eval_every == 0 or step == config.steps:
-                h_fit, h_val = _encode(config, encoder, x_fit), _encode(config, encoder, x_val)
-                row = {
-                    "step": float(step),
-                    "loss": float(np.mean(recent)),
-                    "r2_linear": linear_r2(h_fit, z_fit, h_val, z_val),
-                    "mcc": mcc(h_val, z_val),
-                    "seconds": time.perf_counter() - t0,
-                }
-                recent = []
-                history.append(row)
-                info = f"loss {row['loss']:.3f}  R² {row['r2_linear']:.4f}  MCC {row['mcc']:.3f}"
-                bar.update(task, info=info)
-                logger.info("step %d: %s", step, info)
-            bar.advance(task)
-
-    metrics = evaluate_final()
+    held_out = _HeldOut(x_fit, z_fit, x_val, z_val, t0)
+    history = _train_encoder(config, encoder, g, space, objective, rng, held_out, progress)
     result = IdentifyResult(
         config=config,
-        metrics=metrics,
+        metrics=evaluate_final(),
         untrained=untrained,
         mixing_only=mixing_only,
         history=history,
@@ -427,6 +373,95 @@ def run_identify(
     if out is not None:
         write_run(result, out)
     return result
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The fixed evaluation set of the training curve: ``x = g(z)`` to fit the linear map on,
+    ``x`` to score it on, and the run's start time (``perf_counter``)."""
+
+    x_fit: Tensor
+    z_fit: Tensor
+    x_val: Tensor
+    z_val: Tensor
+    t0: float
+
+    def curve_point(self, config: IdentifyConfig, encoder: nn.Module) -> dict[str, float]:
+        """Held-out linear R² and MCC of the encoder, and the seconds since the start."""
+        h_fit, h_val = _encode(config, encoder, self.x_fit), _encode(config, encoder, self.x_val)
+        return {
+            "r2_linear": linear_r2(h_fit, self.z_fit, h_val, self.z_val),
+            "mcc": mcc(h_val, self.z_val),
+            "elapsed": time.perf_counter() - self.t0,
+        }
+
+
+def _train_encoder(
+    config: IdentifyConfig,
+    encoder: nn.Module,
+    g: nn.Module,
+    space: Space,
+    objective: Callable[[Tensor], Tensor],
+    rng: np.random.Generator,
+    held_out: _HeldOut,
+    progress: bool,
+) -> list[dict[str, float]]:
+    """Train ``encoder`` with :func:`infomax.train.fit`: ``config.steps`` Adam steps (cosine or
+    constant learning rate over the steps), each on a fresh batch of pairs
+    ``(g(z), g(z̃))`` drawn from ``rng``, scored by :func:`model_scores`; the held-out curve
+    every ``eval_every`` steps and at the last. Returns the curve, one row per evaluation
+    (``step``, mean training ``loss`` since the previous one, ``r2_linear``, ``mcc``,
+    ``seconds``)."""
+    every, cond = config.eval_every, config.cond
+
+    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for _ in range(min(every, config.steps - epoch * every)):
+            yield space.sample_pairs(config.batch, cond, rng)
+
+    def loss_fn(m: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        z, z_pos = batch
+        # symmetrised by make_objective when config.symmetric
+        return objective(model_scores(config, m(g(z)), m(g(z_pos))))
+
+    def evaluate(state: TrainState) -> dict[str, float]:
+        point = held_out.curve_point(config, state.model)
+        logger.info(
+            "step %d: R² %.4f  MCC %.3f", state.global_step, point["r2_linear"], point["mcc"]
+        )
+        return point
+
+    train_config = TrainConfig(
+        epochs=math.ceil(config.steps / every),
+        lr=config.lr,
+        weight_decay=0.0,  # AdamW without decay: Adam's update
+        schedule=config.lr_schedule,
+        amp=False,
+        device="cpu",
+        seed=config.seed,
+        progress=False,
+    )
+    bar = Progress(
+        config.label(), enabled=progress, show={"r2_linear": "R²", "mcc": "MCC"}, transient=True
+    )
+    try:
+        result = fit(
+            encoder,
+            batches,
+            loss_fn,
+            train_config,
+            callbacks=[Evaluate(evaluate), bar],
+            total_steps=config.steps,
+        )
+    except DivergedError as err:
+        raise ValueError(
+            f"loss {config.loss!r} became non-finite at step {err.global_step}; lower --lr or "
+            "use --loss infonce"
+        ) from None
+    keys = ("loss", "r2_linear", "mcc")
+    return [
+        {"step": float(r["global_step"]), **{k: r[k] for k in keys}, "seconds": r["elapsed"]}
+        for r in result.history
+    ]
 
 
 def write_run(result: IdentifyResult, out: str | Path) -> None:

@@ -3,10 +3,11 @@
 Compares, on the same encoder and views, (a) InfoNCE — the RPM ELBO with the InfoNCE prior, a
 deterministic recognition model and a cosine critic — with (b) the learned-prior ELBO — Gaussian
 recognition ``N(g(x), σ²)``, a learned full-covariance Gaussian prior over ``(z, z′)`` and the
-batch-mixture estimate of ``R(z)`` (:mod:`infomax.rpm.elbo`). Representations are scored by a
-linear probe (scikit-learn ``LogisticRegression`` on frozen features) on scikit-learn's bundled
-8×8 digits; the two views are two independently corrupted copies (Gaussian pixel noise and random
-pixel dropout) of each training image. Labels are used only by the probe.
+batch-mixture estimate of ``R(z)`` (:mod:`infomax.rpm.elbo`). Representations are scored by the
+library's linear probe (:func:`infomax.eval.linear_probe` on frozen features) on scikit-learn's
+bundled 8×8 digits (:func:`infomax.data.load_digits`, stratified split); the two views are two
+independently corrupted copies (Gaussian pixel noise and random pixel dropout) of each training
+image (batches: :class:`infomax.data.Batches`). Labels are used only by the probe.
 
 >>> cfg = DigitsConfig(epochs=1, progress=False)
 >>> cfg.latent_dim
@@ -19,12 +20,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive, check_positive_int, is_real
 from ..critics import cosine_scores, mlp
+from ..data import Batches, load_digits
+from ..eval import linear_probe
 from .models import RPM, GaussianRecognition, rpm_loss
 
 OBJECTIVES = ("infonce", "learned")
@@ -73,19 +75,16 @@ class DigitsConfig:
             )
 
 
-def load_digits_split(
-    test_fraction: float, seed: int
-) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
-    """scikit-learn digits scaled to ``[0, 1]``: ``(x_train [n, 64], x_test, y_train, y_test)``."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    data = load_digits()
-    x = data.data.astype(np.float32) / 16.0
-    xtr, xte, ytr, yte = train_test_split(
-        x, data.target, test_size=test_fraction, random_state=seed, stratify=data.target
+def load_digits_split(test_fraction: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`infomax.data.load_digits` with a stratified split (``test_fraction``, ``seed``),
+    as flat pixels in ``[0, 1]``: ``(x_train [n, 64], x_test, y_train [n], y_test)``."""
+    ds = load_digits(test_fraction, seed, stratify=True)
+    return (
+        ds.train_x.flatten(1).float() / 255.0,
+        ds.test_x.flatten(1).float() / 255.0,
+        ds.train_y,
+        ds.test_y,
     )
-    return torch.from_numpy(xtr), torch.from_numpy(xte), ytr, yte
 
 
 def corrupt(
@@ -121,31 +120,17 @@ def build_model(config: DigitsConfig) -> RPM:
     return RPM(rec, "learned")
 
 
-def linear_probe(
-    train_feats: np.ndarray, y_train: np.ndarray, test_feats: np.ndarray, y_test: np.ndarray
-) -> float:
-    """Test accuracy of standardised multinomial logistic regression on frozen features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    clf.fit(train_feats, y_train)
-    return float(clf.score(test_feats, y_test))
-
-
 @torch.no_grad()
-def probe_model(
-    model: RPM, xtr: Tensor, xte: Tensor, ytr: np.ndarray, yte: np.ndarray
-) -> dict[str, float]:
-    """Linear-probe accuracy on the backbone features and on the latent mean ``g(x)``."""
+def probe_model(model: RPM, xtr: Tensor, xte: Tensor, ytr: Tensor, yte: Tensor) -> dict[str, float]:
+    """Linear-probe accuracy (:func:`infomax.eval.linear_probe`) on the backbone features and
+    on the latent mean ``g(x)``."""
     model.eval()
     enc = model.recognition.encoder
     assert isinstance(enc, DigitsEncoder)
     htr, hte = enc.backbone(xtr), enc.backbone(xte)
     return {
-        "probe_backbone": linear_probe(htr.numpy(), ytr, hte.numpy(), yte),
-        "probe_latent": linear_probe(enc.head(htr).numpy(), ytr, enc.head(hte).numpy(), yte),
+        "probe_backbone": linear_probe(htr, ytr, hte, yte),
+        "probe_latent": linear_probe(enc.head(htr), ytr, enc.head(hte), yte),
     }
 
 
@@ -156,22 +141,17 @@ def train_digits(config: DigitsConfig) -> dict[str, Any]:
     xtr, xte, ytr, yte = load_digits_split(config.test_fraction, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config)
-    n, bs = xtr.shape[0], config.batch_size
-    steps = max(n // bs, 1)
+    bs = min(config.batch_size, xtr.shape[0])  # a batch larger than the split: all of it
 
     def batches(epoch: int) -> list[tuple[Tensor, Tensor]]:
-        g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        out = []
-        for i in range(steps):
-            x = xtr[perm[i * bs : (i + 1) * bs]]
-            out.append(
-                (
-                    corrupt(x, config.noise, config.dropout, g),
-                    corrupt(x, config.noise, config.dropout, g),
-                )
+        g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # the views' noise
+        return [
+            (
+                corrupt(x, config.noise, config.dropout, g),
+                corrupt(x, config.noise, config.dropout, g),
             )
-        return out
+            for x in Batches(xtr, bs, config.seed, epoch)
+        ]
 
     def on_epoch_end(epoch: int, m: nn.Module) -> dict[str, float]:
         g = torch.Generator().manual_seed(12345)
@@ -211,7 +191,7 @@ def baselines(config: DigitsConfig) -> dict[str, float]:
     """Probe accuracy on raw pixels and on an untrained encoder (same split)."""
     xtr, xte, ytr, yte = load_digits_split(config.test_fraction, config.seed)
     torch.manual_seed(config.seed)
-    raw = linear_probe(xtr.numpy(), ytr, xte.numpy(), yte)
+    raw = linear_probe(xtr, ytr, xte, yte)
     rand = probe_model(build_model(config), xtr, xte, ytr, yte)
     return {
         "raw_pixels": raw,

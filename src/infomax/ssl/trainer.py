@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,15 @@ from torch import Tensor, nn
 
 from .. import dist, reports
 from ..augment import Normalize, build_augment, to_float
-from ..data import DATASETS, ImageDataset, load_dataset
+from ..data import DATASETS, Batches, ImageDataset, load_dataset
 from ..eval import alignment, extract_features, knn_accuracy, linear_probe, uniformity
 from ..models import build_encoder
 from ..registry import METHODS
 from ..train import (
     CHECKPOINT_NAME,
+    Evaluate,
     TrainConfig,
+    TrainResult,
     check_checkpoint,
     fit,
     load_checkpoint,
@@ -233,56 +235,12 @@ def build_model(config: SSLConfig) -> nn.Module:
     return METHODS.get(config.method)(encoder, **kwargs)
 
 
-class EpochBatches:
-    """This rank's mini-batches of one epoch: ``images[idx]`` (``uint8 [B / world, C, H, W]``).
+class EpochBatches(Batches):
+    """This rank's mini-batches of one epoch of ``images`` (``uint8 [B / world, C, H, W]``):
+    :class:`infomax.data.Batches` (``batch_size`` global, shuffled by ``(seed, epoch)``, the tail
+    that does not fill a global batch dropped), whose messages speak of images."""
 
-    ``batch_size`` is the **global** batch (all ranks together; it must divide by ``world``).
-    Indices come from a ``DistributedSampler`` (shuffled by ``(seed, epoch)``, the tail that does
-    not fill a global batch dropped), so the images of global step ``i`` are the same set for any
-    number of ranks: one process sees them as one batch, ``world`` processes as ``world`` slices.
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        batch_size: int,
-        seed: int,
-        epoch: int,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        from torch.utils.data import DistributedSampler
-
-        n = images.shape[0]
-        if batch_size > n:  # never clamp silently: the run's records would claim batch_size
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {n} training images; "
-                f"use at most {n} (or more images)"
-            )
-        global_batch = batch_size
-        if global_batch % world or global_batch < 2 * world:
-            raise ValueError(
-                f"batch_size {batch_size} must be divisible by the {world} ranks and give "
-                f">= 2 images per rank (dataset: {n} images)"
-            )
-        self.images, self.local = images, global_batch // world
-        self.sampler: DistributedSampler[int] = DistributedSampler(
-            range(n),  # type: ignore[arg-type]  # only its length is used
-            num_replicas=world,
-            rank=rank,
-            shuffle=True,
-            seed=seed,
-            drop_last=True,
-        )
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler) // self.local
-
-    def __iter__(self) -> Iterator[Tensor]:
-        idx = torch.tensor(list(self.sampler), dtype=torch.long, device=self.images.device)
-        for i in range(len(self)):
-            yield self.images[idx[i * self.local : (i + 1) * self.local]]
+    noun = "images"
 
 
 def _subset(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
@@ -467,6 +425,56 @@ def train_ssl(
     return ``{}``.
     """
     out = Path(out_dir)
+    device, dataset, state = _open_run(config, out, resume, overwrite)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    rank, world = dist.rank(), dist.world_size()
+    images = _subset(dataset.train_x, dataset.train_y, config.train_subset)[0].to(device)
+    if images.shape[0] < 2:
+        raise ValueError("need at least 2 training images")
+    torch.manual_seed(config.seed)  # initial weights; fit() reseeds for data and augmentation
+    model = build_model(config)
+    if state is not None:  # the saved weights must fit before anything is written
+        load_model_state(
+            model,
+            state["model"],
+            f"cannot resume: checkpoint {str(out / CHECKPOINT_NAME)!r}",
+            "the model built from these settings",
+        )
+    loss_fn = _two_view_loss(config, dataset, device)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        if overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        reports.write_json(out / CONFIG_NAME, asdict(config))
+    knn = Evaluate(
+        lambda s: {"knn_acc": evaluate_knn(s.model, dataset, config, device)},
+        every=config.eval_every,
+    )
+    result = fit(
+        model,
+        lambda epoch: EpochBatches(images, config.batch_size, config.seed, epoch, rank, world),
+        loss_fn,
+        config.train_config(),
+        out_dir=out,
+        resume=resume,
+        after_step=_update_momentum,
+        callbacks=[knn],
+        resume_state=state,
+        extra_state={"ssl_config": asdict(config)},
+    )
+    if rank != 0:
+        return {}
+    return _finish_run(model, dataset, config, device, result, int(images.shape[0]), out)
+
+
+def _open_run(
+    config: SSLConfig, out: Path, resume: bool, overwrite: bool
+) -> tuple[torch.device, ImageDataset, dict[str, Any] | None]:
+    """Device, data set and (``resume``) the validated checkpoint of a run into ``out``; every
+    refusal (bad folder, unreadable data, a resume that does not fit, a folder holding a run
+    without ``resume`` / ``overwrite``) comes before anything is written."""
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the run or replace it")
     if out.exists() and not out.is_dir():
@@ -481,62 +489,45 @@ def train_ssl(
             f"{str(out)!r} already holds a training run ({CHECKPOINT_NAME}); pass --resume to "
             "continue it, --overwrite to replace it, or choose another --out"
         )
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    rank, world = dist.rank(), dist.world_size()
-    train_x, _ = _subset(dataset.train_x, dataset.train_y, config.train_subset)
-    images = train_x.to(device)
-    if images.shape[0] < 2:
-        raise ValueError("need at least 2 training images")
-    torch.manual_seed(config.seed)  # initial weights; fit() reseeds for data and augmentation
-    model = build_model(config)
-    if state is not None:  # the saved weights must fit before anything is written
-        load_model_state(
-            model,
-            state["model"],
-            f"cannot resume: checkpoint {str(out / CHECKPOINT_NAME)!r}",
-            "the model built from these settings",
-        )
+    return device, dataset, state
+
+
+def _two_view_loss(
+    config: SSLConfig, dataset: ImageDataset, device: torch.device
+) -> Callable[[nn.Module, Tensor], Tensor]:
+    """The ``loss_fn`` of :func:`infomax.train.fit`: the method's loss on two independently
+    augmented (``config.augment``), normalised views of the batch's images."""
     aug = build_augment(config.data).to(device)
     norm = Normalize(dataset.mean, dataset.std).to(device)
-    out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        if overwrite:
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
-        reports.write_json(out / CONFIG_NAME, asdict(config))
 
     def view(x: Tensor) -> Tensor:
         return norm(aug(x) if config.augment else x)
 
     def loss_fn(m: nn.Module, batch: Tensor) -> Tensor:
         x = to_float(batch, device)
-        return m(view(x), view(x))
+        return m(view(x), view(x))  # type: ignore[no-any-return]
 
-    def after_step(m: nn.Module, step: int) -> None:
-        update = getattr(m, "update_momentum", None)
-        if update is not None:
-            update()
+    return loss_fn
 
-    def on_epoch_end(epoch: int, m: nn.Module) -> dict[str, float]:
-        if config.eval_every <= 0 or (epoch + 1) % config.eval_every:
-            return {}
-        return {"knn_acc": evaluate_knn(m, dataset, config, device)}
 
-    result = fit(
-        model,
-        lambda epoch: EpochBatches(images, config.batch_size, config.seed, epoch, rank, world),
-        loss_fn,
-        config.train_config(),
-        out_dir=out,
-        resume=resume,
-        after_step=after_step,
-        on_epoch_end=on_epoch_end,
-        resume_state=state,
-        extra_state={"ssl_config": asdict(config)},
-    )
-    if rank != 0:
-        return {}
+def _update_momentum(model: nn.Module, step: int) -> None:
+    """After each optimiser step: the momentum encoder's EMA update (MoCo; others have none)."""
+    update = getattr(model, "update_momentum", None)
+    if update is not None:
+        update()
+
+
+def _finish_run(
+    model: nn.Module,
+    dataset: ImageDataset,
+    config: SSLConfig,
+    device: torch.device,
+    result: TrainResult,
+    train_images: int,
+    out: Path,
+) -> dict[str, Any]:
+    """Evaluate the trained model, write ``results.json``, ``history.csv`` and ``curves.png``
+    and (with ``progress``) print the table; returns the metrics."""
     t0 = time.perf_counter()
     metrics: dict[str, Any] = evaluate_model(model, dataset, config, device)
     history = result.history
@@ -546,10 +537,10 @@ def train_ssl(
         train_seconds=result.seconds,
         eval_seconds=time.perf_counter() - t0,
         images_per_s=sum(h["images_per_s"] for h in history) / max(len(history), 1),
-        train_images=int(images.shape[0]),
+        train_images=train_images,
         device=str(device),
         torch_threads=torch.get_num_threads(),
-        world_size=world,
+        world_size=dist.world_size(),
     )
     reports.write_results(
         out, config=config, results=metrics, seed=config.seed, extra={"curves": history}
@@ -557,19 +548,11 @@ def train_ssl(
     reports.write_csv(out / "history.csv", history)
     _plot(history, out / "curves.png")
     if config.progress:
+        columns = ["linear_probe_acc", "knn_acc", "alignment", "uniformity", "epochs"]
         reports.print_table(
             f"{config.method} / {config.divergence} / {config.similarity} on {config.data}",
             ["linear probe", "kNN", "alignment", "uniformity", "epochs", "seconds"],
-            [
-                [
-                    metrics["linear_probe_acc"],
-                    metrics["knn_acc"],
-                    metrics["alignment"],
-                    metrics["uniformity"],
-                    metrics["epochs"],
-                    metrics["train_seconds"],
-                ]
-            ],
+            [[*(metrics[c] for c in columns), metrics["train_seconds"]]],
         )
     return metrics
 
