@@ -4,7 +4,7 @@ Model: encoder ``e`` (MLP for vectors / digits, small CNN for 28×28) → linear
 :class:`~infomax.dm.noise.NoiseInjection`. Two views ``x¹, x²`` of each input (kornia
 augmentations for images, additive Gaussian jitter for vectors, or the input itself with
 ``views="identity"``). The InfoMax objective is a bound of :data:`infomax.registry.BOUNDS` on the
-score matrix ``S_ij = −‖z¹_i − c²_j‖² / τ`` (``lp_scores`` with ``p = α = 2``, learnable ``τ``)
+score matrix ``S_ij = −‖z¹_i − c²_j‖² / τ`` (``Similarity("lp", τ, p=2)``, learnable ``τ``)
 between the *noisy* representation ``z¹ = n(e(x¹)) + σε`` of one view and the clean one
 ``c² = n(e(x²))`` of the other, symmetrised over the two views. Training uses
 :func:`infomax.train.fit` on :class:`infomax.data.Batches`. Evaluation (clean ``n(e(x))``, no
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .. import reports
 from .._checks import check_int, check_positive, is_int_at_least, is_real
-from ..critics import lp_scores
+from ..critics import Similarity
 from ..data.batches import Batches
 from ..models import ENCODERS
 from ..registry import BOUNDS
@@ -199,8 +199,7 @@ class NoisyDIM(nn.Module):
 
     def scores(self, z: Tensor, c: Tensor) -> Tensor:
         """``S_ij = −‖z_i − c_j‖² / τ``: ``[B, B]``."""
-        # lp_scores is annotated ``temperature: float`` but divides, so a tensor τ works
-        return lp_scores(z, c, p=2.0, alpha=2.0, temperature=self.tau)  # type: ignore[arg-type]
+        return Similarity("lp", self.tau, p=2.0)(z, c)
 
     def pair_scores(self, x1: Tensor, x2: Tensor, *, noisy: bool = True) -> tuple[Tensor, Tensor]:
         """Both directions ``(S(z¹, c²), S(z², c¹))`` from one encoder pass over ``[x¹; x²]``."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..estimate import EstimateConfig, EstimationFailed, check_sample_size, estimate_mi
+from ..progress import ProgressBar
 from ..registry import BOUNDS
 from ..reports import (
     atomic_write_text,
@@ -151,24 +152,18 @@ def run_mi_benchmark(
     check_sample_size(n_samples, cfg.batch_size, cfg.test_fraction)  # before any run
     rows: list[dict[str, Any]] = []
     total = len(tasks) * len(bounds) * len(seeds)
-    bar, job = _progress(progress, total)
     start = time.perf_counter()
-    try:
+    with ProgressBar("MI benchmark", total, enabled=progress) as bar:
         for task in tasks:
             for seed in seeds:
                 x, y = task.sample(n_samples, seed=seed)
                 for bound in bounds:
-                    if bar is not None:
-                        bar.update(job, description=f"{task.id} {bound} seed {seed}")
+                    bar.update(info=f"{task.id} {bound} seed {seed}")
                     row = _one_run(task, bound, seed, x, y, cfg)
                     rows.append(row)
                     if partial_dir is not None:  # partial results survive an interruption
                         write_csv(Path(partial_dir) / "results.partial.csv", rows)
-                    if bar is not None:
-                        bar.advance(job)
-    finally:
-        if bar is not None:
-            bar.stop()
+                    bar.update(advance=1)
     settings = {
         "estimate": cfg,
         "tasks": [{"id": t.id, "mi": t.mutual_information} for t in tasks],
@@ -394,16 +389,3 @@ def plot_staircase(
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
-
-
-def _progress(progress: bool, total: int) -> tuple[Any, Any]:
-    if not progress:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    )
-    job = bar.add_task("MI benchmark", total=total)
-    bar.start()
-    return bar, job

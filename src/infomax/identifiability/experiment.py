@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_int, check_positive
-from ..critics import cosine_scores, lp_scores, mlp
+from ..critics import Similarity, mlp
 from ..registry import BOUNDS
 from ..train import DivergedError, Evaluate, Progress, TrainConfig, TrainState, fit
 from .metrics import identifiability_metrics, linear_r2, mcc
@@ -153,6 +153,13 @@ class IdentifyConfig:
         return self.model_p if self.model_p is not None else self.cond.shape_p
 
     @property
+    def similarity(self) -> Similarity:
+        """The model's score (module doc): cosine with ``τ = 1/κ`` or ``L_p`` with ``τ = α^p``."""
+        if self.model_space == "sphere":
+            return Similarity("cosine", self.tau)
+        return Similarity("lp", self.tau, p=self.critic_p)
+
+    @property
     def tau(self) -> float:
         """Critic temperature (matched to the conditional unless given)."""
         if self.temperature is not None:
@@ -267,9 +274,7 @@ class MINEObjective:
 
 def model_scores(config: IdentifyConfig, a: Tensor, b: Tensor) -> Tensor:
     """``S: [K, K]`` from encoder outputs ``a, b: [K, d]`` (cosine or lp, see module doc)."""
-    if config.model_space == "sphere":
-        return cosine_scores(a, b, config.tau)
-    return lp_scores(a, b, p=config.critic_p, temperature=config.tau)
+    return config.similarity(a, b)
 
 
 def features(config: IdentifyConfig, encoder: nn.Module, x: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive, check_positive_int, is_real
-from ..critics import cosine_scores, mlp
+from ..critics import Similarity, mlp
 from ..data import Batches, load_digits
 from ..eval import linear_probe
 from .models import RPM, GaussianRecognition, rpm_loss
@@ -115,7 +115,7 @@ def build_model(config: DigitsConfig) -> RPM:
     if config.objective == "infonce":
         rec = GaussianRecognition(encoder, config.latent_dim, std=None)
         tau = config.temperature
-        return RPM(rec, "infonce", critic=lambda z, zp: cosine_scores(z, zp, tau))
+        return RPM(rec, "infonce", critic=Similarity("cosine", tau))
     rec = GaussianRecognition(encoder, config.latent_dim, std=config.init_std, min_std=1e-2)
     return RPM(rec, "learned")
 
