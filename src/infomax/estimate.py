@@ -257,31 +257,15 @@ def estimate_mi(
     config: EstimateConfig | None = None,
     **options: Any,
 ) -> MIEstimate:
-    """Estimate ``I(X; Y)`` in nats from paired samples with a variational bound.
+    """Estimate ``I(X; Y)`` in nats from paired samples ``x, y: [n, d]`` with a variational bound.
 
-    Args:
-        x, y: ``[n, dx]`` and ``[n, dy]`` (or ``[n]``) arrays or tensors, paired row by row.
-        bound: a name from ``BOUNDS`` (``infonce, nwj, dv, mine, tuba, js, smile, flo``);
-            critic: a name from ``CRITICS`` (``dot, cosine, gaussian, lp, bilinear, joint``);
-            batch_size: ``K``, pairs per batch; steps: maximum number of Adam steps. Left at
-            ``None`` they come from ``config`` (or the :class:`EstimateConfig` defaults).
-        progress: a rich progress bar (``True``), nothing (``False``), or a callback
-            ``fn(step, held_out_estimate_or_None)`` called once per step.
-        config: a full :class:`EstimateConfig`; ``options`` override its fields (``lr,
-            hidden, layers, embed_dim, test_fraction, standardize, eval_every, patience,
-            smile_clip, grad_clip, n_bootstrap, confidence, seed, device, memory_efficient``;
-            ``memory_efficient``: train and evaluate through the tiled kernels of
-            :mod:`infomax.kernels`, ``None``: automatically from ``K = 4096`` on).
-
-    Returns:
-        :class:`MIEstimate` with the held-out estimate, its CI and the training curve.
-
-    Raises:
-        ValueError: bad shapes, NaN/Inf, mismatched sample counts, fewer samples than two
-            batches in either split, unknown names, an unavailable device.
-        EstimationFailed: (a ``ValueError``) the bound diverged, or its held-out estimate must
-            not be reported as a number (below −1 nat, or held-out evaluations that collapsed
-            below ``UNSTABLE_BELOW``); the message names a bound that works on such data.
+    ``bound`` (``BOUNDS``: infonce, nwj, dv, mine, tuba, js, smile, flo), ``critic``
+    (``CRITICS``), ``batch_size`` (``K`` pairs) and ``steps`` (Adam steps) left at ``None`` come
+    from ``config`` (an :class:`EstimateConfig`, default flo / dot / 128 / 3000); ``options``
+    override its other fields. ``progress``: a rich bar, ``False``, or ``fn(step, held_out)``.
+    Returns an :class:`MIEstimate` (held-out estimate, CI, curve). Raises ``ValueError`` for bad
+    input (shapes, NaN/Inf, too few samples, unknown names) and :class:`EstimationFailed` (a
+    ``ValueError``) when the bound diverged or its estimate must not be reported as a number.
     """
     given = {"bound": bound, "critic": critic, "batch_size": batch_size, "steps": steps}
     cfg = _resolve_config(config, given, options)
@@ -289,29 +273,22 @@ def estimate_mi(
     objective = _build_objective(cfg, data)
     start = time.perf_counter()
     best, history, steps_done = _fit_critic(objective, data, cfg, progress)
-    k = cfg.batch_size
-    values = _batch_values(objective, data.x_te, data.y_te, k)
+    values = _batch_values(objective, data.x_te, data.y_te, cfg.batch_size)
     if not np.all(np.isfinite(values)):
         raise _diverged(cfg.bound, best.step, "the held-out estimate")
-    m = min(data.n_train, 20 * k)
-    train_values = _batch_values(objective, data.x_tr[:m], data.y_tr[:m], k)
-    mi = float(values.mean())
-    _check_plausible(cfg.bound, mi, history)
+    _check_plausible(cfg.bound, float(values.mean()), history)
+    m = min(data.n_train, 20 * cfg.batch_size)
+    train_values = _batch_values(objective, data.x_tr[:m], data.y_tr[:m], cfg.batch_size)
     stderr, ci = _uncertainty(values, cfg, data.notes)
-    if cfg.bound == "infonce" and mi > math.log(k) - 0.1:
-        data.notes.append(
-            f"InfoNCE estimate {mi:.3f} is within 0.1 nats of its cap log K = {math.log(k):.3f}; "
-            "the true MI may be higher: raise batch_size or use 'flo'"
-        )
     for note in data.notes:
         warnings.warn(note, stacklevel=2)
     return MIEstimate(
-        mi=mi,
+        mi=float(values.mean()),
         stderr=stderr,
         ci=ci,
         train_mi=float(train_values.mean()),
         bound=cfg.bound,
-        batch_size=k,
+        batch_size=cfg.batch_size,
         steps=steps_done,
         best_step=best.step,
         history=history,
@@ -477,7 +454,7 @@ def _uncertainty(
     values: np.ndarray, cfg: EstimateConfig, notes: list[str]
 ) -> tuple[float, tuple[float, float]]:
     """Standard error and bootstrap CI of the mean of the held-out batch ``values`` (NaN for a
-    single batch); the notes they call for are appended to ``notes``."""
+    single batch); the notes they call for (and InfoNCE's cap) are appended to ``notes``."""
     if len(values) == 1:
         notes.append(
             f"only 1 held-out batch of {cfg.batch_size} pairs: no standard error or confidence "
@@ -491,5 +468,11 @@ def _uncertainty(
             f"the {100 * cfg.confidence:.0f}% CI [{ci[0]:.3f}, {ci[1]:.3f}] reaches below "
             "0 nats: MI is never negative, so at this confidence the data do not show "
             "dependence (or the critic is too weak to find it)"
+        )
+    mi, k = float(values.mean()), cfg.batch_size
+    if cfg.bound == "infonce" and mi > math.log(k) - 0.1:
+        notes.append(
+            f"InfoNCE estimate {mi:.3f} is within 0.1 nats of its cap log K = {math.log(k):.3f}; "
+            "the true MI may be higher: raise batch_size or use 'flo'"
         )
     return stderr, ci
