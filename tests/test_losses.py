@@ -185,16 +185,19 @@ B_LOCAL, WORLD = 4, 2
 
 
 def _loss_modules() -> dict[str, torch.nn.Module]:
-    return {
+    modules: dict[str, torch.nn.Module] = {
         "ntxent-dense": NTXentLoss(0.5, impl="dense"),
         "ntxent-tiled": NTXentLoss(0.5, impl="tiled", tile_size=3),
-        "fmicl-js-cos-dense": FMICLLoss("js", "cosine", 0.5, impl="dense"),
-        "fmicl-kl-gau-tiled": FMICLLoss("kl", "gaussian", 0.5, impl="tiled", tile_size=3),
-        "fmicl-vlc-cos-tiled": FMICLLoss("vlc", "cosine", 0.7, 0.9, impl="tiled", tile_size=3),
         "infonce-sym": InfoNCELoss(0.5, symmetric=True),
         "nwj-tiled": BoundLoss("nwj", impl="tiled", tile_size=3),
         "dv-dense": BoundLoss("dv", impl="dense"),
     }
+    for name in GENERATORS:  # every divergence × similarity, dense and tiled
+        for sim in ("cosine", "gaussian"):
+            for impl in ("dense", "tiled"):
+                loss_fn = FMICLLoss(name, sim, 0.7, 0.9, impl=impl, tile_size=3)
+                modules[f"fmicl-{name}-{sim}-{impl}"] = loss_fn
+    return modules
 
 
 def _loss_worker(rank: int, world: int, out_dir: str) -> None:
