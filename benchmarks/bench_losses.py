@@ -28,7 +28,8 @@ from infomax.reports import print_table
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, run :func:`~infomax.experiments.loss_bench.run_loss_bench`, print the table."""
+    """Parse arguments, run :func:`~infomax.experiments.loss_bench.run_loss_bench` and print
+    the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCHES))

@@ -102,7 +102,7 @@ def table(args: argparse.Namespace) -> None:
             method="simclr",
             data=args.data,
             data_dir=args.data_dir,
-            divergence="infonce" if name == "random-init" else name,
+            objective="infonce" if name == "random-init" else name,
             similarity=args.similarity,
             temperature=args.temperature,
             epochs=args.epochs,

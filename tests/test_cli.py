@@ -150,6 +150,25 @@ def test_list_names() -> None:
     assert "flo" in res.output and "gaussian" in res.output
 
 
+def test_renamed_options_keep_their_earlier_names_as_hidden_aliases(tmp_path: Path) -> None:
+    """``--objective`` was ``--divergence`` (train) and ``--loss`` (identify): the old spellings
+    still work (tests/test_cli_errors.py, tests/test_train.py, tests/test_identifiability.py)
+    but ``--help`` shows only the new one, and giving both with different values is refused."""
+    for command, old in (("train", "--divergence"), ("identify", "--loss")):
+        res = _ok([command, "--help"])
+        assert "--objective" in res.output and old not in res.output, res.output
+    out = str(tmp_path / "id")
+    _fails(
+        ["identify", "--objective", "nwj", "--loss", "js", "--steps", "2", "--out", out],
+        "--loss is an earlier name of --objective: give one of them",
+    )
+    _fails(
+        ["train", "simclr", "--objective", "kl", "--divergence", "js", "--out", out],
+        "--divergence is an earlier name of --objective",
+    )
+    assert not (tmp_path / "id").exists()
+
+
 def test_core_packages_import_nothing_from_the_cli_or_the_experiments() -> None:
     """Layers: ``cli`` and ``experiments`` sit on top; nothing below them imports them."""
     import ast

@@ -426,7 +426,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         ([], "already holds a training run (checkpoint.pt)"),  # a used folder, no --resume
         (["--resume", "--lr", "0.002"], "lr 0.001 -> 0.002"),  # resume with changed settings
-        (["--resume", "--divergence", "js"], "divergence 'infonce' -> 'js'"),
+        (["--resume", "--objective", "js"], "objective 'infonce' -> 'js'"),
+        (["--resume", "--divergence", "js"], "objective 'infonce' -> 'js'"),  # the old option
         (["--resume", "--overwrite"], "exclude each other"),
     ],
 )

@@ -267,15 +267,20 @@ def test_cli_dm_sweep_writes_outputs(tmp_path):
 
     from infomax.cli import app
 
-    out = tmp_path / "dm"
+    out, docs = tmp_path / "dm", tmp_path / "docs"
     args = (
         "dm --data synthetic --target uniform --sweep 0,0.3 --epochs 1 --dim 4 --dm-sizes 100 "
         "--permutations 20 --test-subset 300 --probe-subset 500 --train-subset 1000 --no-progress"
     )
-    res = CliRunner().invoke(app, [*args.split(), "--out", str(out)])
+    res = CliRunner().invoke(app, [*args.split(), "--out", str(out), "--docs-dir", str(docs)])
     assert res.exit_code == 0, res.output
     for name in ("results.json", "dm_sweep.csv", "dm_tradeoff.png", "dm_marginals.png"):
         assert (out / name).is_file(), name
+    for name in ("tradeoff", "marginals"):  # the CLI, not the library, copies into --docs-dir
+        copy = docs / f"dm_synthetic_uniform_{name}.png"
+        assert copy.read_bytes() == (out / f"dm_{name}.png").read_bytes()
+    for s in ("0", "0.3"):  # every sigma's run folder
+        assert (out / f"sigma_{s}" / "results.json").is_file()
     import pandas as pd
 
     table = pd.read_csv(out / "dm_sweep.csv")
@@ -293,15 +298,16 @@ def test_dm_sizes_larger_than_test_set_fail_before_training(tmp_path, monkeypatc
     """``--dm-sizes 100000`` used to train, drop the size silently, then attempt an O(n²)
     energy test of the 100000-point reference sample (~80 GB); now one clear error first."""
     from infomax.dm import experiment
+    from infomax.experiments import dm_sweep
 
     monkeypatch.setattr(experiment, "fit", _no_training)
-    monkeypatch.setattr(experiment, "reference_metrics", _no_training)
+    monkeypatch.setattr(dm_sweep, "reference_metrics", _no_training)
     cfg = DMConfig(data="synthetic", dm_sizes=(500, 100_000), progress=False, device="cpu")
     msg = "--dm-sizes 100000 is larger than the 2000 test inputs; use at most 2000"
     with pytest.raises(ValueError, match=msg):
         train_dm(cfg)
     with pytest.raises(ValueError, match=msg):
-        experiment.run_sweep(cfg, [0.1, 0.2], tmp_path / "sweep")
+        dm_sweep.run(dm_sweep.DMSweepConfig(cfg, (0.1, 0.2)), run_dir=tmp_path / "sweep")
     with pytest.raises(ValueError, match="-dm-sizes 400 is larger than the 300 test inputs"):
         DMConfig(data="synthetic", test_subset=300, dm_sizes=(400,), batch_size=64)
     with pytest.raises(ValueError, match="larger than the 100 probe inputs"):
@@ -309,4 +315,4 @@ def test_dm_sizes_larger_than_test_set_fail_before_training(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="fewer than one batch of --batch-size 256"):
         DMConfig(data="synthetic", test_subset=100, dm_sizes=(50,))
     with pytest.raises(ValueError, match="sigma must be"):  # every sigma of a sweep, up front
-        experiment.run_sweep(replace(cfg, dm_sizes=(500,)), [0.1, -1.0], tmp_path / "bad")
+        dm_sweep.run_sweep(replace(cfg, dm_sizes=(500,)), [0.1, -1.0], tmp_path / "bad")

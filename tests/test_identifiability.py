@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from scipy import stats
 from scipy.integrate import cumulative_trapezoid
 
+from infomax.experiments.identify_table import table_configs
 from infomax.identifiability import (
     Conditional,
     IdentifyConfig,
@@ -27,7 +29,6 @@ from infomax.identifiability import (
     run_identify,
     sample_gnormal,
     sample_vmf,
-    table_configs,
     vmf_mean_resultant_length,
 )
 from infomax.identifiability.mixing import condition_threshold, random_conditioned_matrix
@@ -292,7 +293,7 @@ def test_symmetric_mine_updates_ema_once_per_step(monkeypatch: pytest.MonkeyPatc
     cfg = IdentifyConfig(
         space="box",
         conditional="laplace",
-        loss="mine",
+        objective="mine",
         symmetric=True,
         dim=3,
         hidden=(16,),
@@ -340,11 +341,22 @@ def test_config_matching_and_validation() -> None:
     with pytest.raises(ValueError, match="sphere"):
         IdentifyConfig(space="box", conditional="vmf")
     with pytest.raises(ValueError, match="unknown bound"):
-        IdentifyConfig(loss="nope")
+        IdentifyConfig(objective="nope")
     with pytest.raises(ValueError, match="steps"):
         IdentifyConfig(steps=0)
     labels = table_configs()
     assert len(labels) >= 6 and {m for m, _ in labels} >= {"matched", "wrong space"}
+
+
+def test_config_from_results_written_before_the_objective_rename() -> None:
+    """``IdentifyConfig.loss`` became ``objective``: saved results with either key load."""
+    cfg = IdentifyConfig(space="box", conditional="laplace", objective="nwj", hidden=(8, 8))
+    saved = json.loads(json.dumps(asdict(cfg)))  # as in a results.json: hidden is a list
+    assert IdentifyConfig.from_dict(saved) == cfg
+    saved["loss"] = saved.pop("objective")
+    assert IdentifyConfig.from_dict({**saved, "label": "ignored"}) == cfg
+    both = {**saved, "objective": "nwj", "loss": "js"}  # the current name wins
+    assert IdentifyConfig.from_dict(both).objective == "nwj"
 
 
 def test_tiny_run_writes_outputs(tmp_path: object) -> None:
@@ -367,6 +379,7 @@ def test_tiny_run_writes_outputs(tmp_path: object) -> None:
     assert res.invertibility["max_reconstruction_error"] < 1e-4
     payload = json.loads((tmp_path / "results.json").read_text())  # type: ignore[operator]
     assert payload["seed"] == 5 and payload["config"]["space"] == "box"
+    assert IdentifyConfig.from_dict(payload["config"]) == cfg  # a saved run's settings
     assert (tmp_path / "history.csv").exists() and (tmp_path / "r2_curve.png").exists()  # type: ignore[operator]
     again = run_identify(cfg, progress=False)
     assert again.metrics == res.metrics  # seeded
@@ -407,7 +420,9 @@ def test_cli_identify_bad_input_is_one_line_error() -> None:
     assert res.exit_code == 2 and "sphere" in res.output
     res = runner.invoke(app, ["identify", "--hidden", "64,x"])
     assert res.exit_code == 2 and "--hidden" in res.output
-    res = runner.invoke(app, ["identify", "--loss", "nope"])
+    res = runner.invoke(app, ["identify", "--objective", "nope"])
+    assert res.exit_code == 2 and "unknown bound" in res.output
+    res = runner.invoke(app, ["identify", "--loss", "nope"])  # the option's earlier name
     assert res.exit_code == 2 and "unknown bound" in res.output
 
 
@@ -435,5 +450,7 @@ def test_non_finite_loss_is_one_error_naming_the_step(monkeypatch: pytest.Monkey
         final_samples=50,
         mixing_condition=10.0,
     )
-    with pytest.raises(ValueError, match=r"^loss 'infonce' became non-finite at step 3; lower"):
+    with pytest.raises(
+        ValueError, match=r"^objective 'infonce' became non-finite at step 3; lower"
+    ):
         run_identify(cfg, progress=False)

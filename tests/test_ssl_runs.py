@@ -146,9 +146,9 @@ def test_resume_with_other_settings_names_every_difference(tmp_path):
     train_ssl(_cfg(), run)
     before = _snapshot(run)
     with pytest.raises(ValueError) as err:
-        train_ssl(_cfg(divergence="js", lr=0.002), run, resume=True)
+        train_ssl(_cfg(objective="js", lr=0.002), run, resume=True)
     assert str(err.value) == (
-        "cannot resume: settings differ from the saved run: divergence 'infonce' -> 'js', "
+        "cannot resume: settings differ from the saved run: objective 'infonce' -> 'js', "
         "lr 0.001 -> 0.002; use the saved settings or a new --out"
     )
     with pytest.raises(ValueError, match="knn_temperature 0.1 -> 0.2"):  # the curve's settings
@@ -225,10 +225,41 @@ def test_training_into_an_existing_run_needs_resume_or_overwrite(tmp_path):
     assert json.loads((run / "ssl_config.json").read_text())["seed"] == 1
 
 
+def test_a_run_saved_before_the_objective_rename_evaluates_and_resumes(tmp_path):
+    """``SSLConfig.divergence`` became ``objective``: a run whose checkpoint and
+    ``ssl_config.json`` still say ``divergence`` reads it as ``objective``."""
+    run = tmp_path / "run"
+    train_ssl(_cfg(objective="js"), run)
+    ckpt, cfg_path = run / "checkpoint.pt", run / "ssl_config.json"
+    state = load_checkpoint(ckpt)
+    state["ssl_config"]["divergence"] = state["ssl_config"].pop("objective")
+    torch.save(state, ckpt)
+    values = json.loads(cfg_path.read_text())
+    values["divergence"] = values.pop("objective")
+    cfg_path.write_text(json.dumps(values))
+    assert SSLConfig.from_dict(values).objective == "js"
+    assert evaluate_checkpoint(run, device="cpu")["epochs"] == 1
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match="objective 'js' -> 'infonce'"):  # the saved record
+        train_ssl(_cfg(), run, resume=True)
+    assert _snapshot(run) == before
+    del state["ssl_config"]  # older still: the settings only in ssl_config.json
+    torch.save(state, ckpt)
+    before = _snapshot(run)
+    with pytest.raises(ValueError, match="objective 'js' -> 'infonce'"):
+        train_ssl(_cfg(), run, resume=True)
+    assert _snapshot(run) == before
+    assert train_ssl(_cfg(objective="js", epochs=2), run, resume=True)["epochs"] == 2
+    assert load_checkpoint(ckpt)["ssl_config"]["objective"] == "js"
+    assert json.loads(cfg_path.read_text())["objective"] == "js"
+
+
 def test_the_demo_replaces_its_previous_run(tmp_path, monkeypatch):
+    from infomax.experiments import ssl_digits
+
     seen = []
-    monkeypatch.setattr(trainer, "train_ssl", lambda cfg, out, **kw: seen.append(kw) or {})
-    trainer.demo_simclr_digits(tmp_path, progress=False)
+    monkeypatch.setattr(ssl_digits, "train_ssl", lambda cfg, out, **kw: seen.append(kw) or {})
+    ssl_digits.demo_simclr_digits(tmp_path, progress=False)
     assert seen == [{"overwrite": True}]
 
 

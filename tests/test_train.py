@@ -153,12 +153,13 @@ def test_train_ssl_cli_and_eval(tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["train", "mocov2", "--data", "digits", "--divergence", "js", "--similarity", "gaussian"]
+    args = ["train", "mocov2", "--data", "digits", "--objective", "js", "--similarity", "gaussian"]
     args += ["--epochs", "1", "--batch-size", "64", "--train-subset", "256", "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["method"] == "mocov2" and saved["seed"] == 0
+    assert saved["config"]["objective"] == "js"
     assert "torch" in saved["versions"] and len(saved["curves"]) == 1
     assert (out / "history.csv").is_file() and (out / "curves.png").is_file()
     ev = runner.invoke(app, ["eval", str(out / "checkpoint.pt"), "--json"])
@@ -168,8 +169,8 @@ def test_train_ssl_cli_and_eval(tmp_path):
     assert metrics["knn_acc"] == pytest.approx(saved["results"]["knn_acc"])
     bad = runner.invoke(
         app, ["train", "simclr", "--divergence", "nope", "--out", str(tmp_path / "x")]
-    )
-    assert bad.exit_code == 2 and "valid" in bad.output
+    )  # the option's earlier name still works
+    assert bad.exit_code == 2 and "valid" in bad.output and "'nope'" in bad.output
     missing = runner.invoke(
         app, ["train", "simclr", "--data", "mnist", "--data-dir", str(tmp_path)]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -91,3 +92,18 @@ def check_positive(name: str, value: Any, *, optional: bool = False) -> None:
     if not (is_real(value) and 0 < value < math.inf):
         what = "a finite number > 0" + (" (or None)" if optional else "")
         raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def renamed_keys(values: Mapping[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """``values`` with every old key of ``renamed`` (``{old: new}``) under its new name, so that
+    settings saved before a field was renamed still load; a new key already present wins and the
+    old one is dropped.
+
+    >>> renamed_keys({"divergence": "js", "lr": 0.1}, {"divergence": "objective"})
+    {'lr': 0.1, 'objective': 'js'}
+    """
+    out = {k: v for k, v in values.items() if k not in renamed}
+    for old, new in renamed.items():
+        if old in values and new not in out:
+            out[new] = values[old]
+    return out

@@ -132,13 +132,16 @@ class Opt:
     ``decls``: the option's spellings when not ``--field-name`` (``("--sync-bn",)``,
     ``("--memory-efficient/--dense",)``). ``parse(text, flag)`` / ``show(default)``: the value
     of a text option and the text of its default, for fields whose option syntax is not the
-    value itself (tuple fields are comma lists without them).
+    value itself (tuple fields are comma lists without them). ``aliases``: earlier spellings
+    (``("--divergence",)``), still accepted but not shown by ``--help``; giving both an alias
+    and the option with different values is an error.
     """
 
     help: str
     decls: tuple[str, ...] = ()
     parse: Parser | None = None
     show: Callable[[Any], str] | None = None
+    aliases: tuple[str, ...] = ()
 
 
 def _tuple_item(annotation: Any) -> type | None:
@@ -168,12 +171,17 @@ def comma_list(item: type, noun: str, example: str) -> Callable[[str, str], tupl
     return parse
 
 
+def _flag(name: str, opt: Opt) -> str:
+    """The option's main spelling (``--field-name`` unless ``opt.decls`` says otherwise)."""
+    return opt.decls[0].split("/")[0] if opt.decls else "--" + name.replace("_", "-")
+
+
 def _option(
     name: str, annotation: Any, default: Any, opt: Opt
-) -> tuple[inspect.Parameter, tuple[Parser, str] | None]:
-    """The typer option of one field, and ``(parser, flag)`` of its text (``None``: typer's
-    own conversion)."""
-    flag = opt.decls[0].split("/")[0] if opt.decls else "--" + name.replace("_", "-")
+) -> tuple[inspect.Parameter, tuple[Parser, str] | None, list[inspect.Parameter]]:
+    """The typer option of one field, ``(parser, flag)`` of its text (``None``: typer's own
+    conversion) and one hidden option per alias (default ``None``: not given)."""
+    flag = _flag(name, opt)
     item = _tuple_item(annotation)
     parse = None
     if opt.parse is not None or item is not None:
@@ -183,7 +191,21 @@ def _option(
         annotation, default = str, text
     info = typer.Option(default, *opt.decls, help=opt.help)
     param = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info)
-    return param.replace(annotation=annotation), parse
+    aliases = []
+    for alias in opt.aliases:
+        if annotation is bool:
+            raise TypeError(f"{flag}: a switch cannot have aliases")
+        hidden = typer.Option(None, alias, hidden=True, help=f"Earlier name of {flag}.")
+        alias_param = inspect.Parameter(
+            _alias_name(name, alias), inspect.Parameter.KEYWORD_ONLY, default=hidden
+        )
+        aliases.append(alias_param.replace(annotation=annotation | None))
+    return param.replace(annotation=annotation), parse, aliases
+
+
+def _alias_name(name: str, alias: str) -> str:
+    """The parameter that receives alias ``alias`` of field ``name``."""
+    return f"{name}__as_{alias.lstrip('-').replace('-', '_')}"
 
 
 def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) -> Callable[[F], F]:
@@ -198,7 +220,9 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    generated, parsers = [], {}
+    generated, parsers, hidden = [], {}, []
+    #: field -> [(alias parameter, alias flag)], with the option's flag and default
+    aliases: dict[str, tuple[str, Any, list[tuple[str, str]]]] = {}
     for name, spec in options.items():
         if name not in fields:
             raise TypeError(f"{cls.__name__} has no field {name!r}")
@@ -211,12 +235,15 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
             default = field.default_factory()
         else:
             raise TypeError(f"{cls.__name__}.{name} has no default")
-        param, parse = _option(
-            name, hints[name], default, Opt(spec) if isinstance(spec, str) else spec
-        )
+        opt = Opt(spec) if isinstance(spec, str) else spec
+        param, parse, alias_params = _option(name, hints[name], default, opt)
         generated.append(param)
         if parse is not None:
             parsers[name] = parse
+        if alias_params:
+            hidden.extend(alias_params)
+            names = [(a.name, flag) for a, flag in zip(alias_params, opt.aliases, strict=True)]
+            aliases[name] = (_flag(name, opt), param.default.default, names)
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
@@ -224,15 +251,26 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
         names = [p.name for p in params]
         if into not in names or sig.parameters[into].kind is not inspect.Parameter.KEYWORD_ONLY:
             raise TypeError(f"{fn.__name__} needs a keyword-only parameter {into!r}")
-        clash = set(names) & set(options)
+        clash = set(names) & ({*options} | {p.name for p in hidden})
         if clash:
             raise TypeError(f"{fn.__name__}: options {sorted(clash)} are declared twice")
         at = names.index(into)
-        new = sig.replace(parameters=[*params[:at], *generated, *params[at + 1 :]])
+        new = sig.replace(parameters=[*params[:at], *generated, *hidden, *params[at + 1 :]])
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in options}
+            for name, (flag, default, names) in aliases.items():
+                for param_name, alias in names:
+                    given = kwargs.pop(param_name, None)
+                    if given is None:
+                        continue
+                    if values[name] not in (default, given):
+                        raise ValueError(
+                            f"{alias} is an earlier name of {flag}: give one of them, "
+                            f"not both ({alias} {given}, {flag} {values[name]})"
+                        )
+                    values[name] = given
             for name, (parse, flag) in parsers.items():
                 values[name] = parse(values[name], flag)
             return fn(*args, **kwargs, **{into: values})

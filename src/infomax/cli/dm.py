@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ..dm import DMConfig
@@ -53,21 +55,29 @@ def dm(
     settings: Fields,
     sweep: str | None = typer.Option(None, help="Comma list of sigmas, e.g. 0,0.05,0.1,0.2,0.4."),
     out: str = typer.Option("runs/dm", help="Folder for results.json, CSV and PNGs."),
-    docs_dir: str | None = typer.Option(None, help="Also copy the PNGs here."),
+    docs_dir: str | None = typer.Option(
+        None, help="Also copy the PNGs here, as dm_<data>_<target>_<figure>.png."
+    ),
 ) -> None:
     """Noise-injected Deep InfoMax: DM metrics and linear-probe accuracy over sigma."""
-    from ..dm import run_sweep
-    from ..reports import print_table
+    from ..experiments.dm_sweep import DMSweepConfig, run
+    from ..reports import atomic_write_bytes, print_table
 
     sigmas = comma_list(float, "sigma", "0,0.1")(sweep, "--sweep") if sweep else [settings["sigma"]]
-    cfg = DMConfig(**{**settings, "sigma": sigmas[0]})
+    sweep_cfg = DMSweepConfig(DMConfig(**{**settings, "sigma": sigmas[0]}), tuple(sigmas))
+    cfg = sweep_cfg.base
     out_dir(out)
     out_dir(docs_dir, "--docs-dir")
-    res = run_sweep(cfg, list(sigmas), out, docs_dir=docs_dir)
+    res = run(sweep_cfg, run_dir=out)
+    paths = res.write(out)
+    if docs_dir is not None:
+        for name in ("tradeoff", "marginals"):
+            target = Path(docs_dir) / f"dm_{cfg.data}_{cfg.target}_{name}.png"
+            atomic_write_bytes(target, paths[name].read_bytes())
     keys = ["sigma", "linear_probe_acc", "ks_p_min", "shapiro_p_min", "energy", "energy_p"]
     keys += ["sliced_w2", "mi_estimate", "capacity"]
-    rows = [[r[k] for k in keys] for r in res["rows"]]
-    ref = res["reference"][0]
+    rows = [[r[k] for k in keys] for r in res.rows]
+    ref = res.reference[0]
     rows.append(
         ["true sample", "-"]
         + [ref[k] for k in ("ks_p_min", "shapiro_p_min", "energy", "energy_p", "sliced_w2")]

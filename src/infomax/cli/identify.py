@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from ..identifiability.experiment import IdentifyConfig
-from ._common import SEED, Fields, app, config_options, console, friendly_errors, out_dir
+from ._common import SEED, Fields, Opt, app, config_options, console, friendly_errors, out_dir
 
-IDENTIFY_OPTIONS = {
+IDENTIFY_OPTIONS: dict[str, str | Opt] = {
     "space": "Latent space: sphere | box | rn.",
     "conditional": "p(z~|z): vmf | laplace | gnormal | normal.",
     "kappa": "vMF concentration (also sets the cosine τ = 1/κ).",
@@ -16,7 +16,7 @@ IDENTIFY_OPTIONS = {
     "model": "Model space (default: --space).",
     "model_p": "Exponent of the lp critic (default matched)",
     "temperature": "Critic τ (default: matched).",
-    "loss": "A bound name (infomax list) or fmicl:<divergence>.",
+    "objective": Opt("A bound name (infomax list) or fmicl:<divergence>.", aliases=("--loss",)),
     "dim": "Latent dimension n.",
     "mixing_layers": "Layers of the invertible MLP mixing.",
     "hidden": "Encoder widths, comma-separated.",
@@ -40,7 +40,7 @@ def identify(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Does contrastive learning invert the mixing? (Zimmermann et al. 2021, SPEC §5)."""
-    from ..identifiability.experiment import TABLE_COLUMNS, run_identify, run_table
+    from ..identifiability.experiment import run_identify
     from ..reports import print_table
 
     model = settings["model"]
@@ -55,9 +55,13 @@ def identify(
     )
     out_dir(out)
     if table:
-        rows = run_table(cfg, out=out, progress=progress)
-        cols = list(TABLE_COLUMNS)
-        print_table("identifiability grid", cols, [[r[c] for c in cols] for r in rows], console)
+        from ..experiments import identify_table
+
+        result = identify_table.run(identify_table.IdentifyTableConfig(cfg, progress))
+        result.write(out)
+        cols = list(identify_table.TABLE_COLUMNS)
+        rows = [[r[c] for c in cols] for r in result.rows]
+        print_table("identifiability grid", cols, rows, console)
         console.print(f"table in {out}/table.md")
         return
     res = run_identify(cfg, out=out, progress=progress)

@@ -21,8 +21,9 @@ from ._common import (
 TRAIN_OPTIONS: dict[str, str | Opt] = {
     "data": "digits, mnist, fashion-mnist or cifar10.",
     "data_dir": "Folder with the dataset's original files.",
-    "divergence": (
-        "infonce (NT-Xent) or an f-divergence: kl, js, pearson, sqhellinger, tsallis, vlc."
+    "objective": Opt(
+        "infonce (NT-Xent) or an f-MICL divergence: kl, js, pearson, sqhellinger, tsallis, vlc.",
+        aliases=("--divergence",),
     ),
     "similarity": "cosine or gaussian.",
     "temperature": "Similarity temperature τ (gaussian: σ² = τ).",

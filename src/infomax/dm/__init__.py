@@ -4,8 +4,9 @@
   the optional ``σ`` schedule.
 - :mod:`.metrics`: per-dimension KS / Shapiro–Wilk p-values, the energy two-sample permutation
   test, sliced Wasserstein; :func:`dm_metrics` returns them all.
-- :mod:`.experiment`: :class:`DMConfig`, :func:`train_dm` (one run), :func:`run_sweep` (σ sweep
-  with trade-off plots) on synthetic data, digits, MNIST or Fashion-MNIST.
+- :mod:`.experiment`: :class:`DMConfig` and :func:`train_dm` (one run) on synthetic data,
+  digits, MNIST or Fashion-MNIST.
+- :mod:`.plots`: the σ sweep's figures (the sweep itself: :mod:`infomax.experiments.dm_sweep`).
 
 >>> from infomax.dm import gaussian_capacity
 >>> round(gaussian_capacity(16, 0.2), 3)
@@ -14,7 +15,7 @@
 
 from __future__ import annotations
 
-from .experiment import DMConfig, NoisyDIM, run_sweep, synthetic_data, train_dm
+from .experiment import DMConfig, NoisyDIM, synthetic_data, train_dm
 from .metrics import (
     DMMetrics,
     dm_metrics,
@@ -50,7 +51,6 @@ __all__ = [
     "gaussian_capacity",
     "ks_pvalues",
     "reference_metrics",
-    "run_sweep",
     "sample_target",
     "shapiro_pvalues",
     "sigma_schedule",

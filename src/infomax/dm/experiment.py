@@ -1,4 +1,4 @@
-"""Noise-injected Deep InfoMax training and the σ sweep (SPEC §7).
+"""Noise-injected Deep InfoMax: one training run (SPEC §7).
 
 Model: encoder ``e`` (MLP for vectors / digits, small CNN for 28×28) → linear head to ``d`` →
 :class:`~infomax.dm.noise.NoiseInjection`. Two views ``x¹, x²`` of each input (kornia
@@ -10,15 +10,15 @@ between the *noisy* representation ``z¹ = n(e(x¹)) + σε`` of one view and th
 :func:`infomax.train.fit` on :class:`infomax.data.Batches`. Evaluation (clean ``n(e(x))``, no
 noise, eval-mode statistics): linear-probe accuracy, :func:`~infomax.dm.metrics.dm_metrics`, and
 a held-out estimate of the bound with noise on, reported next to the capacity ceiling and
-``log K``.
+``log K``. The σ sweep (one :func:`train_dm` per σ, trade-off plots) is
+:mod:`infomax.experiments.dm_sweep`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..data.batches import Batches
 from ..models import ENCODERS
 from ..registry import BOUNDS
 from ..train import TrainConfig, TrainResult, fit, resolve_device
-from .metrics import dm_metrics, reference_metrics
+from .metrics import dm_metrics
 from .noise import NoiseInjection, binding_sigma, capacity, check_target, sigma_schedule
 
 DATA_CHOICES = ("synthetic", "digits", "mnist", "fashion-mnist")
@@ -457,55 +457,3 @@ def _evaluate(
         binding_sigma=binding_sigma(config.target, config.dim, config.batch_size),
     )
     return metrics, f_test
-
-
-def run_sweep(
-    config: DMConfig,
-    sigmas: Sequence[float],
-    out_dir: str | Path,
-    *,
-    docs_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Train one model per ``σ`` in ``sigmas``; write ``results.json``, ``dm_sweep.csv``,
-    ``dm_tradeoff.png`` and ``dm_marginals.png`` (histograms + Q-Q plots) into ``out_dir``
-    (and copies of the PNGs as ``dm_<data>_<target>_*.png`` into ``docs_dir``)."""
-    from .plots import plot_marginals, plot_tradeoff
-
-    if not sigmas:
-        raise ValueError("need at least one sigma")
-    configs = [replace(config, sigma=float(s)) for s in sigmas]  # every sigma valid up front
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    feats: dict[float, Tensor] = {}
-    t0 = time.perf_counter()
-    for s, cfg in zip(sigmas, configs, strict=True):
-        metrics, f_test = train_dm(cfg, out / f"sigma_{s:g}")
-        rows.append(metrics)
-        feats[float(s)] = f_test
-        reports.write_csv(out / "dm_sweep.csv", rows)  # partial results survive an interruption
-    refs = []
-    for n in config.dm_sizes:
-        ref = reference_metrics(
-            config.target, config.dim, n=n, seed=config.seed, permutations=config.permutations
-        )
-        refs.append({"sigma": "reference", **ref.as_dict()})
-    reports.write_csv(out / "dm_sweep.csv", rows + refs)
-    plot_tradeoff(rows, refs[0], config, out / "dm_tradeoff.png")
-    plot_marginals(feats, config.target, out / "dm_marginals.png")
-    if docs_dir is not None:
-        docs = Path(docs_dir)
-        docs.mkdir(parents=True, exist_ok=True)
-        stem = f"dm_{config.data}_{config.target}"
-        for name in ("tradeoff", "marginals"):
-            reports.atomic_write_bytes(
-                docs / f"{stem}_{name}.png", (out / f"dm_{name}.png").read_bytes()
-            )
-    summary = {
-        "sigmas": [float(x) for x in sigmas],
-        "rows": rows,
-        "reference": refs,
-        "sweep_seconds": time.perf_counter() - t0,
-    }
-    reports.write_results(out, config=asdict(config), results=summary, seed=config.seed)
-    return summary

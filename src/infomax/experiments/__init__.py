@@ -9,4 +9,12 @@ result's ``write(out)`` puts ``results.json``, CSV tables and PNG plots into ``o
 - :mod:`~infomax.experiments.loss_bench`: ``infomax bench losses``, NT-Xent time and memory of
   the tiled kernels against the dense reference and peers.
 - :mod:`~infomax.experiments.rpm_demo`: ``infomax rpm --demo``, the RPM ELBO demonstrations.
+- :mod:`~infomax.experiments.ssl_digits`: the short SimCLR run on digits of ``infomax demo``.
+- :mod:`~infomax.experiments.identify_table`: ``infomax identify --table``, the matched vs
+  mismatched identifiability grid (Zimmermann et al. 2021).
+- :mod:`~infomax.experiments.dm_sweep`: ``infomax dm``, the σ sweep of noise-injected Deep
+  InfoMax with its trade-off plots.
+
+Library functions never write into a documentation folder: copying figures there
+(``--docs-dir``) is the command line's job.
 """

@@ -3,7 +3,7 @@
 1. MI estimation: InfoNCE, NWJ, JS, SMILE and FLO on a correlated-Gaussian staircase
    (dim 10, true MI 1, 2, 4, 6 nats, K = 64) — shows InfoNCE's ``log K`` cap.
 2. Contrastive learning: a short SimCLR run on scikit-learn's bundled digits, scored by a
-   linear probe and kNN (:func:`infomax.ssl.demo_simclr_digits`).
+   linear probe and kNN (:mod:`infomax.experiments.ssl_digits`).
 
 ``run(DemoConfig())`` returns a :class:`DemoResult`; its ``write(out)`` puts ``results.json``,
 the MI benchmark's tables and plot (``out/mi``) and the SimCLR run (``out/simclr-digits``) into
@@ -15,16 +15,18 @@ the MI benchmark's tables and plot (``out/mi``) and the SimCLR run (``out/simclr
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._checks import check_int
 from ..estimate import EstimateConfig
-from ..reports import atomic_write_bytes, write_results
+from ..reports import write_results
 from .mi_benchmark import MIBenchmarkResult, run_mi_benchmark
+
+if TYPE_CHECKING:
+    from .ssl_digits import SSLDigitsResult
 
 DEMO_BOUNDS = ("infonce", "nwj", "js", "smile", "flo")
 
@@ -60,15 +62,14 @@ class DemoConfig:
 @dataclass
 class DemoResult:
     """What :func:`run` measured: the MI benchmark, the SimCLR metrics (``None`` if skipped)
-    and the wall seconds. The SimCLR run's files wait in a temporary folder for :meth:`write`."""
+    and the wall seconds. The SimCLR run (its files wait in a temporary folder for
+    :meth:`write`) is ``simclr_run``."""
 
     config: DemoConfig
     mi: MIBenchmarkResult
     simclr: dict[str, Any] | None
     seconds: float
-    simclr_run: tempfile.TemporaryDirectory[str] | None = field(
-        default=None, repr=False, compare=False
-    )
+    simclr_run: SSLDigitsResult | None = field(default=None, repr=False, compare=False)
 
     def write(self, out: str | Path) -> Path:
         """``results.json`` into ``out``, the MI tables into ``out/mi`` and the SimCLR run
@@ -76,9 +77,7 @@ class DemoResult:
         folder = Path(out)
         self.mi.write(folder / "mi")
         if self.simclr_run is not None:
-            run_dir = Path(self.simclr_run.name)
-            for path in sorted(p for p in run_dir.iterdir() if p.is_file()):
-                atomic_write_bytes(folder / "simclr-digits" / path.name, path.read_bytes())
+            self.simclr_run.write(folder / "simclr-digits")
         summary = {
             "mi_summary": self.mi.summary,
             "simclr_digits": self.simclr,
@@ -105,13 +104,13 @@ def run(config: DemoConfig) -> DemoResult:
         config=estimate,
         progress=config.progress,
     )
-    ssl, run_dir = None, None
+    ssl = None
     if config.simclr:
         try:
-            from ..ssl import demo_simclr_digits
+            from . import ssl_digits
         except ImportError:  # the SSL layer is optional for the demo
             pass
-        else:  # train_ssl needs a run folder: a temporary one, copied by DemoResult.write
-            run_dir = tempfile.TemporaryDirectory(prefix="infomax-demo-simclr-")
-            ssl = demo_simclr_digits(run_dir.name, seed=config.seed, progress=config.progress)
-    return DemoResult(config, mi, ssl, time.perf_counter() - start, run_dir)
+        else:
+            ssl = ssl_digits.run(ssl_digits.SSLDigitsConfig(config.seed, config.progress))
+    metrics = ssl.metrics if ssl is not None else None
+    return DemoResult(config, mi, metrics, time.perf_counter() - start, ssl)

@@ -12,8 +12,9 @@ loss on the score matrix
 - model ``box`` / ``rn``: ``score`` is ``lp``: ``−‖f(x) − f(x̃)‖_p^p / τ`` with ``τ = α^p`` (matched
   to a generalised normal of scale ``α`` and shape ``p``: Laplace ``p = 1``, normal ``p = 2``).
 
-The loss is any bound of :data:`infomax.registry.BOUNDS` (its ``loss``; FLO uses its optimal
-``u`` detached, MINE its EMA) or ``fmicl:<divergence>``; by default it is symmetrised,
+The training objective (``objective``) is any bound of :data:`infomax.registry.BOUNDS` (its
+``loss``; FLO uses its optimal ``u`` detached, MINE its EMA) or ``fmicl:<divergence>``,
+minimised as a loss; by default it is symmetrised,
 ``½ (L(S) + L(Sᵀ))``. Training runs on :func:`infomax.train.fit` (step-based: one "epoch" per
 ``eval_every`` steps, each step on a fresh batch). Metrics (:mod:`.metrics`) are taken every
 ``eval_every`` steps on a fixed held-out set and at the end on fresh samples, next to two
@@ -25,8 +26,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_int, check_positive
+from .._checks import check_int, check_positive, renamed_keys
 from ..critics import Similarity, mlp
 from ..registry import BOUNDS
 from ..train import DivergedError, Evaluate, Progress, TrainConfig, TrainState, fit
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 MODELS = ("sphere", "box", "rn")
 MIN_EVAL_SAMPLES = 10
+#: Settings saved under an earlier name (``{old: new}``), read by :meth:`IdentifyConfig.from_dict`.
+RENAMED = {"loss": "objective"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class IdentifyConfig:
     layer's condition number (default: :meth:`InvertibleMLP.random`'s quantile rule); ``norm``
     (``batch`` / ``layer``) adds normalisation between the encoder's hidden layers;
     ``input_norm`` is the fixed invertible affine map in front of the encoder (:func:`input_map`).
+    ``objective``: a bound name or ``fmicl:<divergence>`` (:func:`make_objective`; called
+    ``loss`` in results written before its rename, see :meth:`from_dict`).
     """
 
     space: str = "sphere"
@@ -71,7 +76,7 @@ class IdentifyConfig:
     model: str | None = None
     model_p: float | None = None
     temperature: float | None = None
-    loss: str = "infonce"
+    objective: str = "infonce"
     symmetric: bool = True
     dim: int = 10
     mixing_layers: int = 3
@@ -135,7 +140,22 @@ class IdentifyConfig:
             )
         if self.norm not in (None, "batch", "layer"):
             raise ValueError(f"norm must be None, 'batch' or 'layer', got {self.norm!r}")
-        make_objective(self.loss)  # unknown loss -> ValueError now, not after sampling
+        make_objective(self.objective)  # unknown name -> ValueError now, not after sampling
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> IdentifyConfig:
+        """Rebuild from ``asdict`` output (e.g. a ``results.json``'s ``"config"``), ignoring
+        unknown keys; ``hidden`` may be a list (JSON), a setting saved under its earlier name
+        (:data:`RENAMED`) is read under the new one.
+
+        >>> IdentifyConfig.from_dict({"loss": "nwj", "hidden": [8, 8]}).objective
+        'nwj'
+        """
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in renamed_keys(values, RENAMED).items() if k in names}
+        if isinstance(kwargs.get("hidden"), list):
+            kwargs["hidden"] = tuple(kwargs["hidden"])
+        return cls(**kwargs)
 
     @property
     def cond(self) -> Conditional:
@@ -175,7 +195,7 @@ class IdentifyConfig:
         critic = "cos" if self.model_space == "sphere" else f"L{self.critic_p:g}"
         return (
             f"{self.space}/{self.cond.describe()} -> {self.model_space} {critic} "
-            f"τ={self.tau:.3g} {self.loss}"
+            f"τ={self.tau:.3g} {self.objective}"
         )
 
 
@@ -206,13 +226,13 @@ class IdentifyResult:
 # Objective and model
 
 
-def make_objective(loss: str, symmetric: bool = False) -> Callable[[Tensor], Tensor]:
+def make_objective(name: str, symmetric: bool = False) -> Callable[[Tensor], Tensor]:
     """Loss to minimise from a score matrix ``S: [K, K]``: a :data:`BOUNDS` name (its ``loss``)
     or ``fmicl:<divergence>`` (``−L_f``). FLO uses ``u = flo_optimal_u(S)`` detached (its
     gradient is then that of ``−log mean_{j≠i} exp(S_ij − S_ii)``); MINE keeps its EMA
     (:class:`MINEObjective`). ``symmetric``: ``½ (L(S) + L(Sᵀ))``, one call per training step
     (MINE's EMA is then still updated once per call, see :class:`MINEObjective`)."""
-    name = str(loss).lower()
+    name = str(name).lower()
     if name == "mine":
         return MINEObjective(symmetric=symmetric)
     one = _one_direction(name)
@@ -234,7 +254,9 @@ def _one_direction(name: str) -> Callable[[Tensor], Tensor]:
         from ..bounds import flo_optimal_u
 
         return lambda s: spec.loss(s, u=flo_optimal_u(s).detach())
-    raise ValueError(f"loss {name!r} needs a learned {spec.extra!r} network; not supported here")
+    raise ValueError(
+        f"objective {name!r} needs a learned {spec.extra!r} network; not supported here"
+    )
 
 
 class MINEObjective:
@@ -343,7 +365,7 @@ def run_identify(
     g = InvertibleMLP.random(
         config.dim, config.mixing_layers, seed=config.seed, max_condition=config.mixing_condition
     )
-    objective = make_objective(config.loss, symmetric=config.symmetric)
+    objective = make_objective(config.objective, symmetric=config.symmetric)
 
     eval_rng = np.random.default_rng([config.seed, 1])
     z_fit, z_val = (space.sample_marginal(config.eval_samples, eval_rng) for _ in range(2))
@@ -459,8 +481,8 @@ def _train_encoder(
         )
     except DivergedError as err:
         raise ValueError(
-            f"loss {config.loss!r} became non-finite at step {err.global_step}; lower --lr or "
-            "use --loss infonce"
+            f"objective {config.objective!r} became non-finite at step {err.global_step}; lower "
+            "--lr or use --objective infonce"
         ) from None
     keys = ("loss", "r2_linear", "mcc")
     return [
@@ -480,10 +502,11 @@ def write_run(result: IdentifyResult, out: str | Path) -> None:
     config = payload.pop("config")
     write_results(out, config=config, results=payload, seed=result.config.seed)
     write_csv(out / "history.csv", result.history)
-    save_figure(_curve_figure({result.config.label(): result.history}), out / "r2_curve.png")
+    save_figure(curve_figure({result.config.label(): result.history}), out / "r2_curve.png")
 
 
-def _curve_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
+def curve_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
+    """Held-out linear R² and MCC vs training step, one line per run (``label: history``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -500,86 +523,3 @@ def _curve_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return fig
-
-
-# ----------------------------------------------------------------------------------------------
-# Matched / mismatched grid
-
-
-def table_configs(base: IdentifyConfig | None = None) -> list[tuple[str, IdentifyConfig]]:
-    """The grid of ``identify --table``: ``(match, config)`` pairs. ``match`` says what agrees
-    between generative process and model (``matched``, ``wrong conditional``, ``wrong space``,
-    ``wrong p``)."""
-    b = base or IdentifyConfig()
-    rows = [
-        ("matched", dict(space="sphere", conditional="vmf", kappa=10.0)),
-        ("wrong conditional", dict(space="sphere", conditional="laplace", scale=0.1, kappa=10.0)),
-        ("matched", dict(space="box", conditional="laplace", scale=0.1)),
-        ("wrong p", dict(space="box", conditional="laplace", scale=0.1, model_p=2.0)),
-        ("wrong space", dict(space="box", conditional="laplace", scale=0.1, model="sphere")),
-        ("wrong space", dict(space="sphere", conditional="vmf", kappa=10.0, model="box")),
-        ("matched", dict(space="rn", conditional="laplace", scale=0.1)),
-        ("matched (Gaussian)", dict(space="rn", conditional="normal", scale=0.1)),
-    ]
-    defaults = dict(model=None, model_p=None, temperature=None)
-    return [(m, replace(b, **{**defaults, **kw})) for m, kw in rows]  # type: ignore[arg-type]
-
-
-TABLE_COLUMNS = (
-    "generative",
-    "model",
-    "match",
-    "r2_linear",
-    "r2_kernel",
-    "mcc",
-    "untrained_r2_linear",
-    "untrained_mcc",
-    "seconds",
-)
-
-
-def run_table(
-    base: IdentifyConfig, out: str | Path | None = None, progress: bool = True
-) -> list[dict[str, Any]]:
-    """Run :func:`table_configs` with ``base``'s budget; with ``out`` write ``table.md``,
-    ``table.csv``, ``results.json`` and ``r2_curves.png`` (every row's R²/MCC vs step)."""
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, list[dict[str, float]]] = {}
-    results = []
-    for match, cfg in table_configs(base):
-        res = run_identify(cfg, progress=progress)
-        critic = "cosine" if cfg.model_space == "sphere" else f"L{cfg.critic_p:g}"
-        row = {
-            "generative": f"{cfg.space}, {cfg.cond.describe()}",
-            "model": f"{cfg.model_space}, {critic} (τ={cfg.tau:.3g})",
-            "match": match,
-            **res.metrics,
-            "untrained_r2_linear": res.untrained["r2_linear"],
-            "untrained_mcc": res.untrained["mcc"],
-            "seconds": res.seconds,
-        }
-        rows.append(row)
-        curves[cfg.label()] = res.history
-        results.append(res.to_dict())
-        logger.info("%s: %s", cfg.label(), res.metrics)
-    if out is not None:
-        from ..reports import (
-            atomic_write_text,
-            markdown_table,
-            save_figure,
-            write_csv,
-            write_results,
-        )
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv(out / "table.csv", rows)
-        atomic_write_text(
-            out / "table.md",
-            markdown_table(TABLE_COLUMNS, [[r[c] for c in TABLE_COLUMNS] for r in rows]),
-        )
-        write_results(
-            out, config=asdict(base), results={"rows": rows, "runs": results}, seed=base.seed
-        )
-        save_figure(_curve_figure(curves), out / "r2_curves.png")
-    return rows

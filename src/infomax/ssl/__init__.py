@@ -5,8 +5,9 @@
 - :mod:`.methods`: the modules (:class:`SimCLR`, :class:`MoCoV2`, :class:`MoCoV3`,
   :class:`MemoryQueue`), registered in :data:`infomax.registry.METHODS`.
 - :mod:`.trainer`: :class:`SSLConfig`, :func:`train_ssl` (data, augmentation,
-  :func:`infomax.train.fit`, evaluation, ``results.json``), :func:`evaluate_checkpoint` and
-  :func:`demo_simclr_digits`.
+  :func:`infomax.train.fit`, evaluation, ``results.json``) and :func:`evaluate_checkpoint`.
+
+The short SimCLR run on digits of ``infomax demo`` is :mod:`infomax.experiments.ssl_digits`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .losses import (
     queue_loss,
 )
 from .methods import MemoryQueue, MoCoV2, MoCoV3, SimCLR
-from .trainer import SSLConfig, build_model, demo_simclr_digits, evaluate_checkpoint, train_ssl
+from .trainer import SSLConfig, build_model, evaluate_checkpoint, train_ssl
 
 __all__ = [
     "SIMILARITIES",
@@ -32,7 +33,6 @@ __all__ = [
     "SimCLR",
     "build_model",
     "contrastive_terms",
-    "demo_simclr_digits",
     "evaluate_checkpoint",
     "ntxent_loss",
     "objective_names",

@@ -11,7 +11,9 @@ Run folders are protected: training into a folder that already holds a ``checkpo
 ``resume=True`` (continue it: the settings must match the saved ones, see :data:`RESUMABLE`)
 or ``overwrite=True`` (replace it); a refused resume writes nothing. Every checkpoint also stores
 its :class:`SSLConfig` (``"ssl_config"``), so a checkpoint that does not fit the configuration
-in use is reported by the settings that differ, never by torch's ``state_dict`` error.
+in use is reported by the settings that differ, never by torch's ``state_dict`` error. Settings
+saved under an earlier name (``divergence``, now ``objective``: :data:`RENAMED`) are read under
+the new one, so older runs still resume and evaluate.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import dist, reports
+from .._checks import renamed_keys
 from ..augment import Normalize, build_augment, to_float
 from ..data import DATASETS, Batches, ImageDataset, load_dataset
 from ..eval import alignment, extract_features, knn_accuracy, linear_probe, uniformity
@@ -55,9 +58,10 @@ CONFIG_NAME = "ssl_config.json"
 #: or how fast (``device``, ``threads``, ``memory_efficient``: tiled kernels compute the same
 #: loss) or how verbosely (``progress``, ``eval_every``) the run is computed, or where its data
 #: is read from (``data_dir``), but not what the saved epochs learnt. Every other setting
-#: (method, model, objective, data, optimisation, seed, and the evaluation settings ``knn_k``,
-#: ``knn_temperature``, ``probe_subset``, which must stay fixed for the kNN curve to be
-#: comparable) must equal the saved value.
+#: (method, model, ``objective`` (``divergence`` in runs saved before its rename), data,
+#: optimisation, seed, and the evaluation settings ``knn_k``, ``knn_temperature``,
+#: ``probe_subset``, which must stay fixed for the kNN curve to be comparable) must equal the
+#: saved value.
 RESUMABLE = frozenset(
     {"epochs", "eval_every", "progress", "device", "threads", "memory_efficient", "data_dir"}
 )
@@ -79,13 +83,17 @@ _TRAIN_FIELDS = (
 )
 #: The files :func:`train_ssl` writes into a run folder.
 RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, "results.json", "history.csv", "curves.png")
+#: Settings saved under an earlier name (``{old: new}``): checkpoints and ``ssl_config.json``
+#: files written before the rename load, resume and evaluate with the new name.
+RENAMED = {"divergence": "objective"}
 
 
 @dataclass(frozen=True)
 class SSLConfig:
     """Settings of one SSL run (validated; written into ``results.json``).
 
-    ``divergence``: ``infonce`` (NT-Xent) or a divergence name; ``temperature``: ``τ`` of the
+    ``objective``: ``infonce`` (NT-Xent) or an f-MICL divergence name (saved settings may call it
+    ``divergence``, its earlier name: see :data:`RENAMED`); ``temperature``: ``τ`` of the
     similarity; ``momentum``: EMA rate of MoCo's key encoder; ``train_subset`` / ``probe_subset``:
     use only the first ``n`` training images for SSL / for the probe and kNN bank (``None``: all);
     ``eval_every``: kNN accuracy on the test set every ``n`` epochs (0: only at the end);
@@ -104,7 +112,7 @@ class SSLConfig:
     data_dir: str | None = None
     encoder: str = "auto"
     width: int | None = None
-    divergence: str = "infonce"
+    objective: str = "infonce"
     similarity: str = "cosine"
     temperature: float = 0.5
     alpha: float = 1.0
@@ -178,13 +186,13 @@ class SSLConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 none = "None or " if name in optional else ""
                 raise ValueError(f"{name} must be {none}an integer >= {low}, got {value!r}")
-        self.objective()  # validates divergence, similarity
+        self.build_objective()  # validates objective, similarity
         self.train_config()  # validates the optimisation settings
 
-    def objective(self) -> Objective:
-        """The loss :class:`Objective`."""
+    def build_objective(self) -> Objective:
+        """The loss :class:`Objective` (``objective``, similarity, ``τ``, ``α``, tiling)."""
         return Objective(
-            self.divergence, self.similarity, self.temperature, self.alpha, self.memory_efficient
+            self.objective, self.similarity, self.temperature, self.alpha, self.memory_efficient
         )
 
     def train_config(self) -> TrainConfig:
@@ -209,10 +217,11 @@ class SSLConfig:
         return {"digits": "mlp", "cifar10": "resnet18"}.get(self.data, "cnn")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SSLConfig:
-        """Rebuild from ``asdict`` output, ignoring unknown keys."""
+    def from_dict(cls, values: Mapping[str, Any]) -> SSLConfig:
+        """Rebuild from ``asdict`` output, ignoring unknown keys; a setting saved under its
+        earlier name (:data:`RENAMED`) is read under the new one."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{k: v for k, v in renamed_keys(values, RENAMED).items() if k in names})
 
 
 def _is_number(value: Any) -> bool:
@@ -224,7 +233,7 @@ def build_model(config: SSLConfig) -> nn.Module:
     c, h, _, _, _ = DATASETS[config.data]
     encoder = build_encoder(config.encoder_name(), in_channels=c, image_size=h, width=config.width)
     kwargs: dict[str, Any] = {
-        "objective": config.objective(),
+        "objective": config.build_objective(),
         "proj_dim": config.proj_dim,
         "proj_hidden": config.proj_hidden,
     }
@@ -352,15 +361,16 @@ def saved_settings(state: Mapping[str, Any], config_json: Path | None = None) ->
     """The settings a checkpoint was written with: its ``"ssl_config"``; for checkpoints without
     one, ``config_json`` (the ``ssl_config.json`` next to it, if given and present) updated
     with the :class:`TrainConfig` fields of its ``"train_config"``. Fields a full record lacks
-    (written before they existed) get their defaults; ``{}``: nothing known."""
+    (written before they existed) get their defaults, fields saved under an earlier name
+    (:data:`RENAMED`) their new name; ``{}``: nothing known."""
     defaults = {f.name: f.default for f in fields(SSLConfig)}
     embedded = state.get("ssl_config")
     if isinstance(embedded, Mapping):
-        return {**defaults, **embedded}
+        return {**defaults, **renamed_keys(embedded, RENAMED)}
     values: dict[str, Any] = {}
     if config_json is not None and config_json.is_file():
         values.update(defaults)
-        values.update(_read_config_json(config_json))
+        values.update(renamed_keys(_read_config_json(config_json), RENAMED))
     train_config = state.get("train_config")
     if isinstance(train_config, Mapping):
         values.update({k: train_config[k] for k in _TRAIN_FIELDS if k in train_config})
@@ -550,7 +560,7 @@ def _finish_run(
     if config.progress:
         columns = ["linear_probe_acc", "knn_acc", "alignment", "uniformity", "epochs"]
         reports.print_table(
-            f"{config.method} / {config.divergence} / {config.similarity} on {config.data}",
+            f"{config.method} / {config.objective} / {config.similarity} on {config.data}",
             ["linear probe", "kNN", "alignment", "uniformity", "epochs", "seconds"],
             [[*(metrics[c] for c in columns), metrics["train_seconds"]]],
         )
@@ -602,26 +612,4 @@ def evaluate_checkpoint(
     dataset = load_dataset(config.data, config.data_dir)
     metrics: dict[str, Any] = evaluate_model(model, dataset, config, dev)
     metrics["epochs"] = int(state["epoch"])
-    return metrics
-
-
-def demo_simclr_digits(out_dir: str | Path, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """A short SimCLR run (NT-Xent, MLP encoder) on scikit-learn's digits; also reports the
-    raw-pixel logistic-regression accuracy for comparison. Takes well under a minute on CPU.
-    A previous demo run in ``out_dir`` is replaced (``overwrite=True``)."""
-    config = SSLConfig(
-        method="simclr",
-        data="digits",
-        epochs=30,
-        batch_size=256,
-        lr=2e-3,
-        temperature=0.5,
-        seed=seed,
-        progress=progress,
-    )
-    metrics = train_ssl(config, out_dir, overwrite=True)
-    ds = load_dataset("digits")
-    metrics["raw_pixel_probe_acc"] = linear_probe(
-        ds.train_x.flatten(1).float(), ds.train_y, ds.test_x.flatten(1).float(), ds.test_y
-    )
     return metrics
