@@ -327,29 +327,22 @@ def plot_convergence(result: DemoResult) -> Any:
         lw=1,
         label=f"InfoNCE-prior ELBO, dot critic = {dot_limit:.3f}",
     )
-    for rows, label, color in (
-        (result.infonce_true_critic, "InfoNCE(K), true-ratio critic (ELBO = MI)", "C0"),
-        (result.infonce_dot_critic, "InfoNCE(K), best dot critic", "C1"),
-    ):
+    curves = (
+        (result.infonce_true_critic, "infonce", "InfoNCE(K), true-ratio critic (ELBO = MI)", "C0"),
+        (result.infonce_dot_critic, "infonce", "InfoNCE(K), best dot critic", "C1"),
+        (result.learned_prior, "learned_prior", "learned-prior ELBO (batch R̂)", "C2"),
+    )
+    for rows, key, label, color in curves:
+        mean, se = (f"{key}_elbo", f"{key}_se") if key != "infonce" else ("infonce", "infonce_se")
         ax.errorbar(
             ks,
-            [r["infonce"] for r in rows],
-            yerr=[r["infonce_se"] for r in rows],
-            marker="o",
+            [r[mean] for r in rows],
+            yerr=[r[se] for r in rows],
+            marker="s" if key != "infonce" else "o",
             ms=3,
             color=color,
             label=label,
         )
-    lp = result.learned_prior
-    ax.errorbar(
-        ks,
-        [r["learned_prior_elbo"] for r in lp],
-        yerr=[r["learned_prior_se"] for r in lp],
-        marker="s",
-        ms=3,
-        color="C2",
-        label="learned-prior ELBO (batch R̂)",
-    )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size K")
     ax.set_ylabel("nats")
@@ -371,8 +364,8 @@ def plot_convergence(result: DemoResult) -> Any:
         )
     ax2.errorbar(
         ks,
-        [mi - r["learned_prior_elbo"] for r in lp],
-        yerr=[r["learned_prior_se"] for r in lp],
+        [mi - r["learned_prior_elbo"] for r in result.learned_prior],
+        yerr=[r["learned_prior_se"] for r in result.learned_prior],
         marker="s",
         ms=3,
         color="C2",
