@@ -35,14 +35,6 @@ from .registry import BOUNDS
 Scores = Tensor | Reductions
 
 
-def _check_square(scores: Tensor) -> int:
-    return check_square(scores)
-
-
-def _offdiag(scores: Tensor, fill: float) -> Tensor:
-    return offdiag(scores, fill)
-
-
 def log_mean_exp_offdiag(scores: Tensor) -> Tensor:
     """``log mean_{i≠j} exp(S_ij)`` computed with one ``logsumexp`` (no overflow)."""
     return PairScores(scores).log_mean_exp_neg()

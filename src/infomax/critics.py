@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_positive
 from .registry import CRITICS
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -140,15 +141,10 @@ class Similarity:
     def __post_init__(self) -> None:
         if self.kind not in SIMILARITIES:
             raise ValueError(f"unknown similarity {self.kind!r}; valid: {', '.join(SIMILARITIES)}")
-        if not isinstance(self.temperature, Tensor) and not (
-            isinstance(self.temperature, (int, float))
-            and not isinstance(self.temperature, bool)
-            and math.isfinite(self.temperature)
-            and self.temperature > 0
-        ):
-            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
-        if self.kind == "lp" and not self.p > 0:
-            raise ValueError(f"p must be > 0, got {self.p}")
+        if not isinstance(self.temperature, Tensor):
+            check_positive("temperature", self.temperature)
+        if self.kind == "lp":
+            check_positive("p", self.p)
 
     @property
     def inner_product(self) -> bool:

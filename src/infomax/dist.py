@@ -72,15 +72,16 @@ _local_only_depth = 0
 
 
 @contextlib.contextmanager
-def local_only() -> Iterator[None]:
+def local_only(enabled: bool = True) -> Iterator[None]:
     """Within the block this process acts alone (``world_size() == 1``, ``rank() == 0``, gathers
-    are identities) even under ``torchrun``: a loss with ``gather_distributed=False``."""
+    are identities) even under ``torchrun``: a loss with ``gather_distributed=False``. With
+    ``enabled=False`` the block runs unchanged."""
     global _local_only_depth
-    _local_only_depth += 1
+    _local_only_depth += int(enabled)
     try:
         yield
     finally:
-        _local_only_depth -= 1
+        _local_only_depth -= int(enabled)
 
 
 def is_distributed() -> bool:

@@ -105,6 +105,10 @@ class Reductions:
         """This rank's share of a batch-level quantity ``c``."""
         return c if self.per_row else c / self.world
 
+    def _total(self, rows: Tensor) -> Tensor:
+        """Per-row values ``[R_local]`` as given (``per_row``) or summed."""
+        return rows if self.per_row else rows.sum()
+
     def log_mean_exp_neg(
         self, clip: float | None = None, col_shift: Tensor | None = None
     ) -> Tensor:
@@ -129,6 +133,15 @@ class Reductions:
         raise NotImplementedError
 
 
+def _row_sums(phi: Phi, s: Tensor, drop_diagonal: bool) -> Tensor:
+    """``Σ_j φ(s_ij)`` per row, without the diagonal when ``drop_diagonal``; ``exp`` is summed in
+    log space (no single term overflows unless the sum does)."""
+    if isinstance(phi, str) and phi == "exp":
+        return torch.exp(torch.logsumexp(offdiag(s, -math.inf) if drop_diagonal else s, dim=1))
+    values = apply_phi(phi, s)
+    return (offdiag(values, 0.0) if drop_diagonal else values).sum(dim=1)
+
+
 def _check_rows(name: str, t: Tensor, k: int) -> Tensor:
     if t.shape != (k,):
         raise ValueError(f"{name} must have shape [{k}], got {tuple(t.shape)}")
@@ -143,9 +156,6 @@ class PairScores(Reductions):
         k = check_square(scores)
         self.scores, self.per_row = scores, per_row
         self.positive, self.rows, self.candidates, self.world = scores.diagonal(), k, k, 1
-
-    def _total(self, rows: Tensor) -> Tensor:
-        return rows if self.per_row else rows.sum()
 
     def row_lse(self) -> Tensor:
         return self._total(torch.logsumexp(self.scores, dim=1))
@@ -162,11 +172,7 @@ class PairScores(Reductions):
         s = self.scores
         if row_shift is not None:
             s = s - _check_rows("row_shift", row_shift, self.rows).unsqueeze(1)
-        if isinstance(phi, str) and phi == "exp":  # in log space: no overflow of single terms
-            rows = torch.exp(torch.logsumexp(offdiag(s, -math.inf), dim=1))
-        else:
-            rows = offdiag(apply_phi(phi, s), 0.0).sum(dim=1)
-        return self._total(rows + offset * self.negatives)
+        return self._total(_row_sums(phi, s, drop_diagonal=True) + offset * self.negatives)
 
     def detach(self) -> PairScores:
         return PairScores(self.scores.detach(), self.per_row)
@@ -204,9 +210,6 @@ class SplitScores(Reductions):
         m = int(keep[0].sum())
         return cls(scores[rows, pos_index], scores[keep].view(scores.shape[0], m), world)
 
-    def _total(self, rows: Tensor) -> Tensor:
-        return rows if self.per_row else rows.sum()
-
     def row_lse(self) -> Tensor:
         both = torch.cat([self.positive.unsqueeze(1), self.neg], dim=1)
         return self._total(torch.logsumexp(both, dim=1))
@@ -221,11 +224,7 @@ class SplitScores(Reductions):
         s = self.neg
         if row_shift is not None:
             s = s - _check_rows("row_shift", row_shift, s.shape[0]).unsqueeze(1)
-        if isinstance(phi, str) and phi == "exp":
-            rows = torch.exp(torch.logsumexp(s, dim=1))
-        else:
-            rows = apply_phi(phi, s).sum(dim=1)
-        return self._total(rows + offset * self.negatives)
+        return self._total(_row_sums(phi, s, drop_diagonal=False) + offset * self.negatives)
 
     def detach(self) -> SplitScores:
         return SplitScores(self.positive.detach(), self.neg.detach(), self.world, self.per_row)

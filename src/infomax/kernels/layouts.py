@@ -43,11 +43,17 @@ AUTO_MIN_ENTRIES = 4096 * 4096
 IMPLS = ("auto", "dense", "tiled")
 
 
+def check_impl(impl: str) -> str:
+    """``impl`` if it is one of :data:`IMPLS`, else ``ValueError``."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be 'auto', 'dense' or 'tiled', got {impl!r}")
+    return impl
+
+
 def use_tiles(impl: str, entries: int) -> bool:
     """Whether ``impl`` (``auto``, ``dense``, ``tiled``) tiles a batch of ``entries`` (global)
     score entries: ``auto`` does from :data:`AUTO_MIN_ENTRIES` on."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be 'auto', 'dense' or 'tiled', got {impl!r}")
+    check_impl(impl)
     return entries >= AUTO_MIN_ENTRIES if impl == "auto" else impl == "tiled"
 
 

@@ -33,11 +33,9 @@ from ..bounds import Scores
 from ..critics import INNER_PRODUCTS, Similarity
 from ..divergences import Divergence, fmicl
 from ..registry import BOUNDS
-from .layouts import AUTO_MIN_ENTRIES, TiledPairScores, use_tiles
+from .layouts import TiledPairScores, use_tiles
 
 OBJECTIVES = (*BOUNDS.names(), "js_loss", "fmicl")
-SEPARABLE_CRITICS = INNER_PRODUCTS
-__all__ = ["AUTO_MIN_ENTRIES", "OBJECTIVES", "dense_objective", "tiled_objective", "use_tiles"]
 
 
 def similarity_of(
@@ -91,7 +89,7 @@ def objective_value(
     return spec.estimate(scores, **{spec.extra: value})
 
 
-def _check(a: Tensor, b: Tensor, objective: str, symmetric: bool, baseline: Tensor | None) -> None:
+def _check(a: Tensor, b: Tensor, objective: str, symmetric: bool) -> None:
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
     if a.ndim != 2 or a.shape != b.shape:
@@ -131,7 +129,7 @@ def objective_from_embeddings(
     Returns:
         A 0-d tensor (this rank's share of the global value when distributed).
     """
-    _check(a, b, objective, symmetric, options.get("baseline"))
+    _check(a, b, objective, symmetric)
     sim = similarity_of(critic, temperature, sigma)
     world = dist.world_size()
     tiled = use_tiles(impl, a.shape[0] * a.shape[0] * world) or (impl == "auto" and world > 1)

@@ -19,7 +19,6 @@ from .contrastive import (
     ContrastiveLoss,
     check_embeddings,
     contrastive_objectives,
-    similarity_value,
 )
 from .fmicl import FMICLLoss
 from .infonce import InfoNCELoss
@@ -33,5 +32,4 @@ __all__ = [
     "NTXentLoss",
     "check_embeddings",
     "contrastive_objectives",
-    "similarity_value",
 ]

@@ -3,14 +3,12 @@ embeddings, with the extra state the bound needs (FLO's u head, TUBA's baseline,
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor, nn
 
 from .. import bounds, dist
 from ..critics import Similarity, mlp
-from ..kernels.layouts import IMPLS, TileSize, pair_scores
+from ..kernels.layouts import TileSize, check_impl, pair_scores
 from ..reductions import Reductions
 from ..registry import BOUNDS
 from .contrastive import check_embeddings
@@ -51,9 +49,7 @@ class BoundLoss(nn.Module):
         super().__init__()
         self.spec: bounds.BoundSpec = BOUNDS.get(bound)
         self.similarity = Similarity(similarity, temperature)
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-        if impl == "tiled" and not self.spec.tiles:
+        if check_impl(impl) == "tiled" and not self.spec.tiles:
             raise ValueError(f"bound {bound!r} has no tiled form (its running mean); use 'dv'")
         if smile_clip <= 0:
             raise ValueError(f"smile_clip must be > 0, got {smile_clip}")
@@ -83,11 +79,8 @@ class BoundLoss(nn.Module):
         check_embeddings(z0, z1)
         return pair_scores(z0, z1, self.similarity, impl=self.impl, tile_size=self.tile_size)
 
-    def _context(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext() if self.gather_distributed else dist.local_only()
-
     def forward(self, z0: Tensor, z1: Tensor) -> Tensor:
-        with self._context():
+        with dist.local_only(not self.gather_distributed):
             layout = self._layout(z0, z1)
             if self.mine is not None:
                 return -layout.world * self.mine(layout)
@@ -96,7 +89,7 @@ class BoundLoss(nn.Module):
     @torch.no_grad()
     def estimate(self, z0: Tensor, z1: Tensor) -> Tensor:
         """The bound's reported value (nats) on this batch (global across ranks)."""
-        with self._context():
+        with dist.local_only(not self.gather_distributed):
             layout = self._layout(z0, z1)
             extra = self._extra(z0, z1)
             if self.spec.name == "smile":

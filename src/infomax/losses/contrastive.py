@@ -20,17 +20,17 @@ Without an initialised process group the loss runs as one process.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import Tensor, nn
 
 from .. import dist
+from .._checks import check_positive
 from ..bounds import infonce
 from ..critics import Similarity
 from ..divergences import fmicl
-from ..kernels.layouts import IMPLS, TileSize, pair_scores, simclr_scores
+from ..kernels.layouts import TileSize, check_impl, pair_scores, simclr_scores
 from ..reductions import Reductions, SplitScores
 from ..registry import DIVERGENCES
 
@@ -71,14 +71,6 @@ def check_embeddings(z0: Tensor, z1: Tensor, negatives: Tensor | None = None) ->
             raise ValueError(f"{name} holds NaN or Inf (the encoder diverged, or the input did)")
 
 
-def similarity_value(kind: str, temperature: float) -> Similarity:
-    """The :class:`~infomax.critics.Similarity` of a loss module's ``similarity`` /
-    ``temperature`` arguments (``ValueError`` for an unknown kind or ``τ ≤ 0``)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    return Similarity(kind, float(temperature))
-
-
 class ContrastiveLoss(nn.Module):
     """``loss_fn(z0, z1, negatives=None) -> scalar`` (module doc).
 
@@ -110,14 +102,12 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(
                 f"unknown objective {objective!r}; valid: {', '.join(contrastive_objectives())}"
             )
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        check_positive("alpha", alpha)
         if anchors not in ANCHORS:
             raise ValueError(f"anchors must be one of {ANCHORS}, got {anchors!r}")
         if symmetric and anchors != "pairs":
             raise ValueError("symmetric applies to anchors='pairs' (the views form already is)")
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+        check_impl(impl)
         self.objective, self.similarity, self.alpha = objective, similarity, alpha
         self.anchors, self.symmetric = anchors, symmetric
         self.gather_distributed, self.impl, self.tile_size = gather_distributed, impl, tile_size
@@ -154,8 +144,7 @@ class ContrastiveLoss(nn.Module):
         check_embeddings(z0, z1, negatives)
         if negatives is not None and self.anchors != "pairs":
             raise ValueError("negatives (a queue) need anchors='pairs'")
-        alone = contextlib.nullcontext() if self.gather_distributed else dist.local_only()
-        with alone:
+        with dist.local_only(not self.gather_distributed):
             if self.anchors == "views":
                 layout = simclr_scores(
                     z0, z1, self.similarity, impl=self.impl, tile_size=self.tile_size

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..critics import Similarity
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss, similarity_value
+from .contrastive import ContrastiveLoss
 
 
 class FMICLLoss(ContrastiveLoss):
@@ -39,6 +40,6 @@ class FMICLLoss(ContrastiveLoss):
     ) -> None:
         if divergence == "infonce":
             raise ValueError("FMICLLoss takes an f-divergence; for InfoNCE use NTXentLoss")
-        sim = similarity_value(similarity, temperature)
+        sim = Similarity(similarity, temperature)
         options = {"gather_distributed": gather_distributed, "impl": impl, "tile_size": tile_size}
         super().__init__(divergence, sim, alpha, anchors=anchors, **options)  # type: ignore[arg-type]

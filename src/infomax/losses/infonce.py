@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..critics import Similarity
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss, similarity_value
+from .contrastive import ContrastiveLoss
 
 
 class InfoNCELoss(ContrastiveLoss):
@@ -33,6 +34,6 @@ class InfoNCELoss(ContrastiveLoss):
         *,
         tile_size: TileSize = None,
     ) -> None:
-        sim = similarity_value(similarity, temperature)
+        sim = Similarity(similarity, temperature)
         options = {"gather_distributed": gather_distributed, "impl": impl, "tile_size": tile_size}
         super().__init__("infonce", sim, anchors="pairs", symmetric=symmetric, **options)  # type: ignore[arg-type]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..critics import Similarity
 from ..kernels.layouts import TileSize
-from .contrastive import ContrastiveLoss, similarity_value
+from .contrastive import ContrastiveLoss
 
 
 class NTXentLoss(ContrastiveLoss):
@@ -36,7 +37,7 @@ class NTXentLoss(ContrastiveLoss):
     ) -> None:
         super().__init__(
             "infonce",
-            similarity_value(similarity, temperature),
+            Similarity(similarity, temperature),
             gather_distributed=gather_distributed,
             impl=impl,
             tile_size=tile_size,

@@ -24,7 +24,7 @@ from ..bounds import infonce
 from ..critics import Similarity
 from ..divergences import fmicl
 from ..kernels import use_tiles
-from ..losses import ContrastiveLoss, contrastive_objectives, similarity_value
+from ..losses import ContrastiveLoss, contrastive_objectives
 from ..reductions import SplitScores
 
 #: Similarities of the SSL methods (unit-norm embeddings).
@@ -83,7 +83,7 @@ class Objective:
     def criterion(self, anchors: str = "views") -> ContrastiveLoss:
         """The loss module: ``views`` (SimCLR's ``2N`` anchors) or ``pairs`` (MoCo's queries
         against keys or a queue)."""
-        sim = similarity_value(self.similarity, self.temperature)
+        sim = Similarity(self.similarity, self.temperature)
         return ContrastiveLoss(self.name, sim, self.alpha, anchors=anchors, impl=self.impl)
 
 
