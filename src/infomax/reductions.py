@@ -116,16 +116,22 @@ class Reductions:
         return self.neg_lse(clip, col_shift) - math.log(self.rows * self.negatives)
 
     def row_lse(self) -> Tensor:  # pragma: no cover - interface
+        """``logsumexp_{j ∈ C(i)} S_ij`` over each row's ``C`` candidates: ``[R_local]`` per row,
+        else their 0-d sum."""
         raise NotImplementedError
 
     def neg_lse(
         self, clip: float | None = None, col_shift: Tensor | None = None
     ) -> Tensor:  # pragma: no cover
+        """``logsumexp`` over all ``R·(C − 1)`` negatives of ``clamp(S_ij − d_j, −clip, clip)``
+        (``d = col_shift: [R_local]``, gathered): 0-d, the same on every rank."""
         raise NotImplementedError
 
     def neg_sum(  # pragma: no cover - interface
         self, phi: Phi, offset: float = 0.0, row_shift: Tensor | None = None
     ) -> Tensor:
+        """``Σ_{negatives j} [φ(S_ij − c_i) + offset]`` (``c = row_shift: [R_local]``) per row
+        ``[R_local]``, else their 0-d sum."""
         raise NotImplementedError
 
     def detach(self) -> Reductions:  # pragma: no cover - interface
