@@ -42,5 +42,9 @@ def demo(
         result.mi.summary, title=f"MI estimates on a Gaussian staircase (K = {k}, 1 seed)"
     )
     if result.simclr is not None:
-        console.print(f"SimCLR on digits: {result.simclr}")
+        ssl = result.simclr  # its own table was printed as it finished
+        console.print(
+            f"SimCLR on digits: linear probe {ssl['linear_probe_acc']:.3f} (raw pixels "
+            f"{ssl['raw_pixel_probe_acc']:.3f}), kNN {ssl['knn_acc']:.3f}"
+        )
     console.print(f"[bold green]demo done[/] in {result.seconds:.0f} s; outputs in {out}/")
