@@ -281,7 +281,7 @@ def _estimate_worker(rank: int, world: int, out: str) -> None:
     for bound, critic, tiled in ESTIMATE_CASES:
         est = _estimate(bound, critic, tiled)
         res[f"{bound}/{critic}/{tiled}"] = torch.tensor(
-            [est.mi, est.train_mi] + [h["test"] for h in est.history]  # type: ignore[attr-defined]
+            [est.mi, est.train_mi] + [h["val"] for h in est.history]  # type: ignore[attr-defined]
         )
     torch.save(res, f"{out}/estimate{rank}.pt")
 
@@ -291,7 +291,7 @@ def test_estimate_mi_two_ranks_equals_one_process(tmp_path: Path) -> None:
     ranks = [torch.load(tmp_path / f"estimate{r}.pt", weights_only=True) for r in range(WORLD)]
     for bound, critic, tiled in ESTIMATE_CASES:
         est = _estimate(bound, critic, False)  # one process, dense: the reference
-        expected = torch.tensor([est.mi, est.train_mi] + [h["test"] for h in est.history])  # type: ignore[attr-defined]
+        expected = torch.tensor([est.mi, est.train_mi] + [h["val"] for h in est.history])  # type: ignore[attr-defined]
         for r in ranks:
             # float32 training: only the order of summation differs between the runs
             got = r[f"{bound}/{critic}/{tiled}"]

@@ -39,7 +39,8 @@ def test_result_contents_and_json_roundtrip() -> None:
         progress=False,
     )
     assert isinstance(est, MIEstimate)
-    assert est.n_train + est.n_test == 2000 and est.n_test == 400
+    assert (est.n_train, est.n_val, est.n_test) == (1400, 300, 300)
+    assert est.splits["mi"] == "test" and est.splits["best_step"] == "validation"
     assert [h["step"] for h in est.history] == [50, 100, 150]
     assert est.config.bound == "infonce" and est.config.batch_size == 64
     data = json.loads(est.to_json())
@@ -136,19 +137,19 @@ def test_diverging_bound_is_an_error_naming_the_bound() -> None:
             steps=200,
             eval_every=10,
             lr=1.0,
-            standardize=False,
+            marginals="none",
             hidden=16,
             progress=False,
         )
 
 
 def test_early_stopping_reports_the_best_held_out_evaluation() -> None:
-    """patience=1 stops at the first evaluation without a gain; the reported estimate is the
-    restored best state's, re-evaluated on the same held-out split."""
+    """patience=1 stops at the first validation evaluation without a gain; the restored state
+    is the best validation evaluation's (its value is ``val_mi``)."""
     kw = dict(bound="nwj", batch_size=32, eval_every=10, hidden=16, lr=0.05, progress=False)
     est = estimate_mi(X[:1500], Y[:1500], steps=2000, patience=1, **kw)
-    tests = [h["test"] for h in est.history]
+    vals = [h["val"] for h in est.history]
     assert est.steps < 2000 and est.steps == est.history[-1]["step"]
-    assert tests[-1] <= max(tests[:-1])  # the stopping evaluation did not improve
-    best = max(est.history, key=lambda h: h["test"])
-    assert est.best_step == best["step"] and est.mi == pytest.approx(best["test"], abs=1e-6)
+    assert vals[-1] <= max(vals[:-1])  # the stopping evaluation did not improve
+    best = max(est.history, key=lambda h: h["val"])
+    assert est.best_step == best["step"] and est.val_mi == pytest.approx(best["val"], abs=1e-6)

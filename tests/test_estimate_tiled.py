@@ -47,8 +47,8 @@ def test_estimate_mi_memory_efficient_follows_the_dense_run() -> None:
     dense = estimate_mi(x, y, "flo", "dot", memory_efficient=False, **kw)
     tiled = estimate_mi(x, y, "flo", "dot", memory_efficient=True, **kw)
     assert tiled.config.memory_efficient is True
-    expected = torch.tensor([dense.mi] + [h["test"] for h in dense.history])
-    got = torch.tensor([tiled.mi] + [h["test"] for h in tiled.history])
+    expected = torch.tensor([dense.mi] + [h["val"] for h in dense.history])
+    got = torch.tensor([tiled.mi] + [h["val"] for h in tiled.history])
     torch.testing.assert_close(got, expected, rtol=2e-3, atol=2e-3)  # float32 summation order
 
 

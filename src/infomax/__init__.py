@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "estimate_mi": "infomax.estimate",
     "MIEstimate": "infomax.estimate",
+    "MIEstimator": "infomax.estimate",
     "EstimateConfig": "infomax.estimate",
     "EstimationFailed": "infomax.estimate",
     "build_critic": "infomax.critics",

@@ -211,6 +211,40 @@ class MINELoss(nn.Module):
 # Registry
 
 
+# ---------------------------------------------------------------------------------------------
+# Pointwise: the per-pair log density-ratio estimate each bound's optimum defines
+
+
+def pointwise_log_ratio(scores: Tensor) -> Tensor:
+    """``S_ii``: the critic is ``log r`` at the optimum (JS loss, SMILE): ``[K]``."""
+    return scores.diagonal()
+
+
+def pointwise_nwj(scores: Tensor) -> Tensor:
+    """``S_ii − 1``: NWJ's optimal critic is ``1 + log r``: ``[K]``."""
+    return scores.diagonal() - 1.0
+
+
+def pointwise_tuba(scores: Tensor, baseline: Tensor) -> Tensor:
+    """``S_ii − b(y_i)``: TUBA's optimum is ``S = log r + b(y)``: ``[K]``."""
+    return scores.diagonal() - baseline
+
+
+def pointwise_flo(scores: Tensor, u: Tensor) -> Tensor:
+    """``−u_i``: FLO's optimal ``u`` is ``−log r`` of the positive pair: ``[K]``."""
+    return -u
+
+
+def pointwise_dv(scores: Tensor) -> Tensor:
+    """``S_ii − log mean_{i≠j} exp S_ij``: DV's critic is ``log r`` up to one constant: ``[K]``."""
+    return scores.diagonal() - log_mean_exp_offdiag(scores)
+
+
+def pointwise_infonce(scores: Tensor) -> Tensor:
+    """``S_ii − log mean_{j≠i} exp S_ij``: InfoNCE's critic is ``log r`` up to ``c(x)``: ``[K]``."""
+    return scores.diagonal() - log_mean_exp_offdiag_rows(scores)
+
+
 @dataclass(frozen=True)
 class BoundSpec:
     """How a bound trains and reports.
@@ -220,7 +254,8 @@ class BoundSpec:
     layout (dense, tiled, distributed: the same function). ``extra`` names the extra input:
     ``"u"`` (FLO's u-network), ``"baseline"`` (TUBA's ``b(y)``), ``"ema"`` (MINE's running mean)
     or ``None``. ``tiles``: whether estimators may train it through the tiled kernels (MINE's
-    running mean is updated from the materialised batch).
+    running mean is updated from the materialised batch). ``pointwise(scores, **extra)``: the
+    per-pair ``log r(x_i, y_i)`` estimate of a dense ``[K, K]`` batch that the optimum defines.
     """
 
     name: str
@@ -230,6 +265,7 @@ class BoundSpec:
     reports_with_different_function: bool = False
     description: str = ""
     tiles: bool = True
+    pointwise: Callable[..., Tensor] = pointwise_dv
 
 
 def _neg(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -241,8 +277,20 @@ def _neg(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 
 for _spec in (
-    BoundSpec("infonce", infonce, _neg(infonce), description="InfoNCE / CPC; capped at log K"),
-    BoundSpec("nwj", nwj, _neg(nwj), description="NWJ (f-GAN KL); unbiased, high variance"),
+    BoundSpec(
+        "infonce",
+        infonce,
+        _neg(infonce),
+        description="InfoNCE / CPC; capped at log K",
+        pointwise=pointwise_infonce,
+    ),
+    BoundSpec(
+        "nwj",
+        nwj,
+        _neg(nwj),
+        description="NWJ (f-GAN KL); unbiased, high variance",
+        pointwise=pointwise_nwj,
+    ),
     BoundSpec("dv", dv, _neg(dv), description="Donsker-Varadhan; biased in the batch"),
     BoundSpec(
         "mine",
@@ -258,6 +306,7 @@ for _spec in (
         _neg(tuba),
         extra="baseline",
         description="TUBA with a learned baseline b(y)",
+        pointwise=pointwise_tuba,
     ),
     BoundSpec(
         "js",
@@ -265,6 +314,7 @@ for _spec in (
         js_loss,
         reports_with_different_function=True,
         description="trains with the JS loss, reports 1 + E_p[S] - E_q[exp S]",
+        pointwise=pointwise_log_ratio,
     ),
     BoundSpec(
         "smile",
@@ -272,7 +322,15 @@ for _spec in (
         js_loss,
         reports_with_different_function=True,
         description="trains with the JS loss, reports the clipped DV (tau = 5)",
+        pointwise=pointwise_log_ratio,
     ),
-    BoundSpec("flo", flo, _neg(flo), extra="u", description="FLO; tight, unbiased gradient"),
+    BoundSpec(
+        "flo",
+        flo,
+        _neg(flo),
+        extra="u",
+        description="FLO; tight, unbiased gradient",
+        pointwise=pointwise_flo,
+    ),
 ):
     BOUNDS.add(_spec.name, _spec)

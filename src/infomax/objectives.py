@@ -4,6 +4,8 @@ through the one objective layer of :mod:`infomax.bounds`, dense or tiled (:mod:`
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +30,8 @@ class MIObjective(nn.Module):
     materialised score matrix, or the tiled layout of :mod:`infomax.kernels` (same value).
     """
 
+    score_cap: Tensor
+
     def __init__(
         self,
         bound: str,
@@ -44,6 +48,10 @@ class MIObjective(nn.Module):
         self.critic = critic
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
+        #: Evaluation (``estimate``, dense batches) scores with ``min(S, score_cap)``: itself a
+        #: critic, so every bound stays a bound, while a held-out outlier pair can no longer
+        #: blow up an exponential term. Chosen on validation data (:meth:`estimate_capped`).
+        self.register_buffer("score_cap", torch.tensor(math.inf))
         self._has_kernel = (
             self.spec.tiles
             and isinstance(critic, SeparableCritic)
@@ -130,9 +138,40 @@ class MIObjective(nn.Module):
         value = dist.all_reduce_sum(share) if world > 1 else share
         return world * loss, value
 
+    @staticmethod
+    def _capped(layout: Reductions, cap: float) -> Reductions:
+        if math.isinf(cap) or not isinstance(layout, PairScores):
+            return layout  # tiled layouts: uncapped (large K averages the outliers away)
+        return PairScores(layout.scores.clamp(max=cap), per_row=layout.per_row)
+
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
-        """The reported bound (nats) on one batch."""
+        """The reported bound (nats) on one batch, with the scores capped at ``score_cap``."""
         layout, extra, world = self.reductions(x, y)
-        share = self._estimate(layout, extra)
+        share = self._estimate(self._capped(layout, float(self.score_cap)), extra)
         return dist.all_reduce_sum(share) if world > 1 else share
+
+    @torch.no_grad()
+    def estimate_capped(self, x: Tensor, y: Tensor, caps: list[float]) -> Tensor:
+        """The bound on one batch with the scores capped at each of ``caps`` (``inf``: no cap):
+        ``[len(caps)]``, computed from one evaluation of the critic. Tiled layouts are
+        evaluated uncapped (every entry the same)."""
+        layout, extra, world = self.reductions(x, y)
+        values = []
+        for cap in caps:
+            share = self._estimate(self._capped(layout, cap), extra)
+            values.append(dist.all_reduce_sum(share) if world > 1 else share)
+        return torch.stack(values).cpu()
+
+    @torch.no_grad()
+    def positive_scores(self, x: Tensor, y: Tensor) -> Tensor:
+        """``S(x_i, y_i)`` of the paired rows: ``[n]``."""
+        return self.critic.pair_scores(x, y)  # type: ignore[operator, no-any-return]
+
+    @torch.no_grad()
+    def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        """Per-pair ``log r(x_i, y_i)`` estimate on one batch (the bound's ``pointwise``): ``[K]``
+        (one process; the batch's dense scores)."""
+        scores, extra = self.critic(x, y), self._extra(x, y)
+        scores = scores.clamp(max=float(self.score_cap))
+        return self.spec.pointwise(scores, **extra)

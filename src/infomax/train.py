@@ -592,15 +592,23 @@ class EarlyStopping(Callback):
 
 class BestState(Callback):
     """Keep a copy of the model's state at the best evaluation of ``metric`` (as
-    :class:`EarlyStopping` judges it) and load it into the model when training ends.
+    :class:`EarlyStopping` judges it) and load it into the model when training ends;
+    ``source(state)`` gives the state dict to keep instead (e.g. the EMA weights evaluated).
 
     ``value``, ``step`` (global step) and ``record`` describe that evaluation; ``state`` is
     ``None`` while no evaluation was finite."""
 
     state_key = "best_state"
 
-    def __init__(self, metric: str, mode: str = "max") -> None:
+    def __init__(
+        self,
+        metric: str,
+        mode: str = "max",
+        *,
+        source: Callable[[TrainState], dict[str, Tensor]] | None = None,
+    ) -> None:
         self.metric, self.monitor = metric, _Monitor(mode)
+        self.source = source  # the state to keep (default: the model's), e.g. EMA weights
         self.state: dict[str, Tensor] | None = None
         self.step = 0
         self.record: dict[str, Any] = {}
@@ -612,7 +620,8 @@ class BestState(Callback):
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         if self.metric in record and self.monitor.improved(record[self.metric]):
-            self.state = copy.deepcopy(state.model.state_dict())
+            source = state.model.state_dict() if self.source is None else self.source(state)
+            self.state = copy.deepcopy(source)
             self.step, self.record = state.global_step, dict(record)
 
     def on_fit_end(self, state: TrainState) -> None:

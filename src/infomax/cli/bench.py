@@ -56,12 +56,19 @@ MI_OPTIONS: dict[str, str | Opt] = {
     "bounds": Opt("Comma list of bounds, or 'all'.", parse=parse_bounds, show=",".join),
     "seeds": Opt("Number of seeds, or a comma list.", parse=parse_seeds, show=show_seeds),
     "n_samples": "Samples drawn per task and seed.",
+    "marginals": Opt(
+        "Comma list of marginal transforms tried with every bound (standardize, "
+        "normal-scores, none).",
+        parse=lambda text, flag: tuple(m.strip() for m in text.split(",") if m.strip()),
+        show=",".join,
+    ),
 }
 BUDGET_OPTIONS = {
     "steps": "Training steps per run (same for every bound).",
     "batch_size": "Pairs per batch K.",
     "critic": "Critic for every bound.",
     "lr": "Adam learning rate.",
+    "patience": "Early-stopping patience in evaluations.",
 }
 
 

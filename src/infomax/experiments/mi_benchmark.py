@@ -2,7 +2,9 @@
 
 ``run(MIBenchmarkConfig(...))`` returns an :class:`MIBenchmarkResult` whose ``write(out)`` puts
 ``results.csv`` (one row per (task, bound, seed), as in bmi's runner), ``summary.csv`` /
-``summary.md`` (:func:`summarize`: bias, std and relative error per (task, bound)),
+``summary.md`` (:func:`summarize`: bias, std and relative error per (task, setting)),
+``settings.csv`` / ``settings.md`` (:func:`rank_settings`: mean absolute error per (bound,
+marginals) setting over all tasks and seeds, the never-failing ones first),
 ``results.json`` and ``staircase.png`` (:func:`plot_staircase`: estimate vs true MI with std
 bands, the truth line and the InfoNCE cap ``log K``) into ``out``. :func:`merge_results`
 combines runs made in parallel processes.
@@ -14,6 +16,7 @@ combines runs made in parallel processes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -24,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..estimate import EstimateConfig, EstimationFailed, check_sample_size, estimate_mi
+from ..estimate import EstimateConfig, EstimationFailed, estimate_mi, split_sizes
+from ..marginals import MARGINALS
 from ..progress import ProgressBar
 from ..registry import BOUNDS
 from ..reports import (
@@ -45,10 +49,13 @@ class MIBenchmarkConfig:
     """Settings of :func:`run` (validated): ``tasks``, a task spec (``;``-separated; suites such
     as ``staircase:dim=20`` expand, see :func:`infomax.tasks.tasks_from_string`); ``bounds``,
     bound names (``("all",)``: every registered bound); ``seeds``; ``n_samples`` drawn per task
-    and seed; ``estimate``, the budget every bound shares (steps, batch size, critic, ...)."""
+    and seed; ``estimate``, the budget every bound shares (steps, batch size, critic, ...);
+    ``marginals``, the marginal transforms tried with every bound (a setting is a (bound,
+    marginals) pair)."""
 
     tasks: str = "staircase:dim=20"
     bounds: tuple[str, ...] = ALL_BOUNDS
+    marginals: tuple[str, ...] = ("standardize",)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     n_samples: int = 20000
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
@@ -61,9 +68,13 @@ class MIBenchmarkConfig:
             raise ValueError("no seeds given")
         if not self.bounds:
             raise ValueError("no bounds given")
+        if not self.marginals:
+            raise ValueError("no marginal transforms given")
         self.task_list()  # ValueError naming an unknown task
         self.bound_names()  # ValueError listing the valid names
-        check_sample_size(self.n_samples, self.estimate.batch_size, self.estimate.test_fraction)
+        for name in self.marginals:
+            MARGINALS.get(name)
+        split_sizes(self.n_samples, self.estimate)
 
     def task_list(self) -> list[Any]:
         """The tasks of ``tasks``."""
@@ -91,13 +102,21 @@ class MIBenchmarkResult:
     config: dict[str, Any]
 
     def write(self, out: str | Path) -> Path:
-        """``results.csv``, ``summary.csv``, ``summary.md``, ``results.json`` and
+        """``results.csv``, ``summary.csv``/``.md``, ``settings.csv``/``.md``, ``results.json`` and
         ``staircase.png`` into ``out`` (a ``results.partial.csv`` there is removed)."""
         folder = Path(out)
         write_csv(folder / "results.csv", self.rows)
         (folder / "results.partial.csv").unlink(missing_ok=True)
         write_csv(folder / "summary.csv", self.summary)
-        results = {"rows": self.rows, "summary": self.summary, "seconds": self.seconds}
+        ranked = rank_settings(self.rows)
+        write_csv(folder / "settings.csv", ranked)
+        atomic_write_text(folder / "settings.md", settings_markdown(ranked))
+        results = {
+            "rows": self.rows,
+            "summary": self.summary,
+            "settings": ranked,
+            "seconds": self.seconds,
+        }
         seed = list(self.config["seeds"])[0]
         write_results(folder, config=self.config, results=results, seed=seed)
         estimate = self.config.get("estimate")  # an EstimateConfig, or a dict (a merge's)
@@ -119,6 +138,7 @@ def run(config: MIBenchmarkConfig, *, partial_dir: str | Path | None = None) -> 
         config.seeds,
         n_samples=config.n_samples,
         config=config.estimate,
+        marginals=config.marginals,
         progress=config.progress,
         partial_dir=partial_dir,
     )
@@ -131,6 +151,7 @@ def run_mi_benchmark(
     *,
     n_samples: int,
     config: EstimateConfig | None = None,
+    marginals: Sequence[str] = ("standardize",),
     progress: bool = True,
     partial_dir: str | Path | None = None,
 ) -> MIBenchmarkResult:
@@ -149,44 +170,50 @@ def run_mi_benchmark(
     for name in bounds:
         BOUNDS.get(name)
     cfg = config or EstimateConfig()
-    check_sample_size(n_samples, cfg.batch_size, cfg.test_fraction)  # before any run
+    split_sizes(n_samples, cfg)  # before any run
+    for name in marginals:
+        MARGINALS.get(name)
+    settings = [(b, m) for b in bounds for m in marginals]
     rows: list[dict[str, Any]] = []
-    total = len(tasks) * len(bounds) * len(seeds)
+    total = len(tasks) * len(settings) * len(seeds)
     start = time.perf_counter()
     with ProgressBar("MI benchmark", total, enabled=progress) as bar:
         for task in tasks:
             for seed in seeds:
                 x, y = task.sample(n_samples, seed=seed)
-                for bound in bounds:
-                    bar.update(info=f"{task.id} {bound} seed {seed}")
-                    row = _one_run(task, bound, seed, x, y, cfg)
+                for bound, marginal in settings:
+                    bar.update(info=f"{task.id} {bound}/{marginal} seed {seed}")
+                    run_cfg = dataclasses.replace(cfg, bound=bound, seed=seed, marginals=marginal)
+                    row = _one_run(task, seed, x, y, run_cfg)
                     rows.append(row)
                     if partial_dir is not None:  # partial results survive an interruption
                         write_csv(Path(partial_dir) / "results.partial.csv", rows)
                     bar.update(advance=1)
-    settings = {
+    meta = {
         "estimate": cfg,
         "tasks": [{"id": t.id, "mi": t.mutual_information} for t in tasks],
         "bounds": list(bounds),
+        "marginals": list(marginals),
         "seeds": list(seeds),
         "n_samples": n_samples,
     }
-    return MIBenchmarkResult(rows, summarize(rows), time.perf_counter() - start, settings)
+    return MIBenchmarkResult(rows, summarize(rows), time.perf_counter() - start, meta)
 
 
 def _one_run(
-    task: Any, bound: str, seed: int, x: np.ndarray, y: np.ndarray, cfg: EstimateConfig
+    task: Any, seed: int, x: np.ndarray, y: np.ndarray, cfg: EstimateConfig
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "task": task.id,
         "true_mi": float(task.mutual_information),
-        "bound": bound,
+        "bound": cfg.bound,
+        "marginals": cfg.marginals,
         "seed": seed,
     }
     try:
         with warnings.catch_warnings():  # kept in the row's "notes", not printed per run
             warnings.simplefilter("ignore", UserWarning)
-            est = estimate_mi(x, y, bound=bound, config=cfg, seed=seed, progress=False)
+            est = estimate_mi(x, y, config=cfg, progress=False)
         row.update(
             estimate=est.mi,
             stderr=est.stderr,
@@ -298,14 +325,18 @@ def merge_results(folders: Sequence[str | Path]) -> MIBenchmarkResult:
                 f"cannot merge {folders[0]} and {folder}: different settings ({'; '.join(diff)})"
             )
     both = pd.concat(frames, ignore_index=True)
-    dup = both[both.duplicated(["task", "bound", "seed"], keep=False)]
+    if "marginals" not in both:  # runs from before the marginals axis
+        both["marginals"] = "standardize"
+    both["marginals"] = both["marginals"].fillna("standardize")
+    key = ["task", "bound", "marginals", "seed"]
+    dup = both[both.duplicated(key, keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        same = (dup.task == first.task) & (dup.bound == first.bound) & (dup.seed == first.seed)
+        same = (dup[key] == first[key]).all(axis=1)
         where = sorted(set(dup[same]._folder))
         raise ValueError(
-            f"task {first.task} / bound {first.bound} / seed {first.seed} appears in {where}: "
-            "the runs overlap, merging would double-count seeds"
+            f"task {first.task} / bound {first.bound} / marginals {first.marginals} / seed "
+            f"{first.seed} appears in {where}: the runs overlap, merging would double-count seeds"
         )
     rows = both.drop(columns="_folder").to_dict("records")
     seeds = sorted({int(r["seed"]) for r in rows})
@@ -313,13 +344,30 @@ def merge_results(folders: Sequence[str | Path]) -> MIBenchmarkResult:
     return MIBenchmarkResult(rows, summarize(rows), math.nan, config)
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (task, bound): mean estimate over seeds, bias, std, relative error, failures."""
+def _frame(rows: Sequence[dict[str, Any]]) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(list(rows))
+    if "marginals" not in frame:
+        frame["marginals"] = "standardize"
+    frame["marginals"] = frame["marginals"].fillna("standardize")
+    return frame
+
+
+def setting_name(bound: str, marginals: str) -> str:
+    """A setting's label: ``bound`` with the default marginals, else ``bound/marginals``."""
+    default = EstimateConfig().marginals
+    return bound if marginals == default else f"{bound}/{marginals}"
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (task, bound, marginals): mean estimate over seeds, bias, std, relative error,
+    failures; ``setting`` labels the (bound, marginals) pair."""
+    frame = _frame(rows)
     out = []
-    for (task, bound), group in frame.groupby(["task", "bound"], sort=False):
+    for (task, bound, marginals), group in frame.groupby(
+        ["task", "bound", "marginals"], sort=False
+    ):
         true = float(group["true_mi"].iloc[0])
         est = group["estimate"].astype(float)
         ok = est[np.isfinite(est)]
@@ -329,6 +377,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "task": task,
                 "true_mi": true,
                 "bound": bound,
+                "marginals": marginals,
+                "setting": setting_name(bound, marginals),
                 "mean": mean,
                 "bias": mean - true,
                 "std": float(ok.std(ddof=1)) if len(ok) > 1 else math.nan,
@@ -341,22 +391,57 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def rank_settings(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (bound, marginals) setting, over every (task, seed) run: mean absolute error of the
+    finite estimates (nats), runs, failures; sorted so that settings that never fail come first,
+    by mean absolute error (the first row is the evidence-based default)."""
+    frame = _frame(rows)
+    out = []
+    for (bound, marginals), group in frame.groupby(["bound", "marginals"], sort=False):
+        est = group["estimate"].astype(float)
+        err = (est - group["true_mi"].astype(float)).abs()
+        ok = np.isfinite(est)
+        out.append(
+            {
+                "setting": setting_name(bound, marginals),
+                "bound": bound,
+                "marginals": marginals,
+                "mae": float(err[ok].mean()) if ok.any() else math.nan,
+                "runs": int(len(est)),
+                "failed": int((~ok).sum()),
+            }
+        )
+    return sorted(out, key=lambda r: (r["failed"] > 0, np.nan_to_num(r["mae"], nan=np.inf)))
+
+
+def settings_markdown(ranked: Sequence[dict[str, Any]]) -> str:
+    """The :func:`rank_settings` table as Markdown."""
+    columns = ["setting", "mean abs. error (nats)", "runs", "failed"]
+    return markdown_table(
+        columns, [(r["setting"], r["mae"], r["runs"], r["failed"]) for r in ranked]
+    )
+
+
 def summary_markdown(summary: Sequence[dict[str, Any]]) -> str:
     """The bias / std table as Markdown."""
     return markdown_table(_SUMMARY_COLUMNS, _summary_rows(summary))
 
 
-_SUMMARY_COLUMNS = ["task", "true MI", "bound", "mean", "bias", "std", "rel. error", "failed"]
+_SUMMARY_COLUMNS = ["task", "true MI", "setting", "mean", "bias", "std", "rel. error", "failed"]
 
 
 def _summary_rows(summary: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    keys = ("task", "true_mi", "bound", "mean", "bias", "std")
+    keys = ("task", "true_mi", "setting", "mean", "bias", "std")
     return [(*(s[k] for k in keys), f"{100 * s['rel_error']:+.1f}%", s["failed"]) for s in summary]
 
 
 def print_summary(summary: Sequence[dict[str, Any]], title: str = "MI benchmark") -> None:
     """Print the bias / std table with rich."""
     print_table(title, _SUMMARY_COLUMNS, _summary_rows(summary))
+
+
+def _label(summary_row: dict[str, Any]) -> str:
+    return str(summary_row.get("setting", summary_row["bound"]))
 
 
 def plot_staircase(
@@ -369,10 +454,10 @@ def plot_staircase(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    bounds = list(dict.fromkeys(s["bound"] for s in summary))
+    labels = list(dict.fromkeys(_label(s) for s in summary))
     truths = sorted({s["true_mi"] for s in summary})
-    for bound in bounds:
-        pts = sorted((s["true_mi"], s["mean"], s["std"]) for s in summary if s["bound"] == bound)
+    for bound in labels:
+        pts = sorted((s["true_mi"], s["mean"], s["std"]) for s in summary if _label(s) == bound)
         t = np.array([p[0] for p in pts])
         m = np.array([p[1] for p in pts])
         sd = np.nan_to_num(np.array([p[2] for p in pts]))

@@ -22,6 +22,27 @@ from infomax.tasks.transforms import transformed
 
 SUITES.add("staircase", staircase)
 
+#: The tasks of ``mi-suite``: the 20-D staircase, heavy tails, MI-preserving transforms of a
+#: sparse Gaussian, a 25 x 25 sparse Gaussian and additive uniform noise (as in bmi's benchmark).
+MI_SUITE = (
+    "staircase:dim=20,mis=[2,4,6,8,10]",
+    *(f"student-t:dim_x={d},dim_y={d},dof={nu}" for d in (2, 5) for nu in (1, 2)),
+    *(
+        f"{name}(gaussian-sparse:dim_x=5,dim_y=5)"
+        for name in ("cubic", "asinh", "half_cube", "normal_cdf", "spiral")
+    ),
+    "gaussian-sparse:dim_x=25,dim_y=25",
+    "additive-uniform:epsilon=0.75",
+)
+
+
+def mi_suite() -> list[Task]:
+    """The benchmark suite that picks :func:`infomax.estimate_mi`'s defaults (``mi-suite``)."""
+    return tasks_from_string(";".join(MI_SUITE))
+
+
+SUITES.add("mi-suite", mi_suite)
+
 
 def _call(name: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:
     try:
