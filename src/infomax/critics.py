@@ -317,6 +317,30 @@ class LpCritic(SeparableCritic):
         return Similarity("lp", self.temperature, p=self.p, exponent=self.alpha)(gx, hy)
 
 
+class WithMarginalTerm(nn.Module):
+    """``[g(x), t(x), 1]`` (``side="x"``) or ``[h(y), 1, t(y)]`` (``side="y"``): an embedding
+    whose inner product with the other side's adds the marginal terms ``a(x) + b(y)``."""
+
+    def __init__(self, encoder: nn.Module, term: nn.Module, side: str) -> None:
+        super().__init__()
+        if side not in ("x", "y"):
+            raise ValueError(f"side must be 'x' or 'y', got {side!r}")
+        self.encoder, self.term, self.side = encoder, term, side
+
+    def forward(self, v: Tensor) -> Tensor:
+        emb, term = self.encoder(v), self.term(v)
+        one = torch.ones_like(term)
+        return torch.cat([emb, term, one] if self.side == "x" else [emb, one, term], dim=-1)
+
+
+@CRITICS.register("dot-additive")
+class AdditiveDotCritic(DotCritic):
+    """``S = g(x) h(y)ᵀ + a(x) + b(y)``: a dot critic plus one MLP term per side, so the
+    marginal parts of ``log p(x, y) / (p(x) p(y))`` (e.g. ``−x²``-type terms of a Gaussian)
+    need not be squeezed into the product. Still one GEMM: the encoders return ``[g, a, 1]``
+    and ``[h, 1, b]`` (:class:`WithMarginalTerm`), so the tiled kernels apply unchanged."""
+
+
 @CRITICS.register("bilinear")
 class BilinearCritic(SeparableCritic):
     """``S = g(x) W h(y)ᵀ`` with a learned ``W: [d, d]`` (initialised to the identity)."""
@@ -382,8 +406,11 @@ def build_critic(
         if options:
             raise ValueError(f"critic 'joint' takes no options, got {sorted(options)}")
         return JointCritic(mlp([dim_x + dim_y, *[hidden] * layers, 1], act=act))
-    enc_x = mlp([dim_x, *[hidden] * layers, embed_dim], act=act)
-    enc_y = mlp([dim_y, *[hidden] * layers, embed_dim], act=act)
+    enc_x: nn.Module = mlp([dim_x, *[hidden] * layers, embed_dim], act=act)
+    enc_y: nn.Module = mlp([dim_y, *[hidden] * layers, embed_dim], act=act)
+    if cls is AdditiveDotCritic:
+        enc_x = WithMarginalTerm(enc_x, mlp([dim_x, *[hidden] * layers, 1], act=act), "x")
+        enc_y = WithMarginalTerm(enc_y, mlp([dim_y, *[hidden] * layers, 1], act=act), "y")
     extra: dict[str, object] = dict(options)
     if cls is BilinearCritic:
         extra["embed_dim"] = embed_dim

@@ -31,6 +31,7 @@ class MIObjective(nn.Module):
     """
 
     score_cap: Tensor
+    score_shift: Tensor
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class MIObjective(nn.Module):
         #: critic, so every bound stays a bound, while a held-out outlier pair can no longer
         #: blow up an exponential term. Chosen on validation data (:meth:`estimate_capped`).
         self.register_buffer("score_cap", torch.tensor(math.inf))
+        self.register_buffer("score_shift", torch.tensor(0.0))
         self._has_kernel = (
             self.spec.tiles
             and isinstance(critic, SeparableCritic)
@@ -139,28 +141,39 @@ class MIObjective(nn.Module):
         return world * loss, value
 
     @staticmethod
-    def _capped(layout: Reductions, cap: float) -> Reductions:
-        if math.isinf(cap) or not isinstance(layout, PairScores):
-            return layout  # tiled layouts: uncapped (large K averages the outliers away)
-        return PairScores(layout.scores.clamp(max=cap), per_row=layout.per_row)
+    def _capped(layout: Reductions, cap: float, shift: float = 0.0) -> Reductions:
+        """The layout of the critic ``min(S, cap) + shift`` (tiled layouts: unchanged)."""
+        if not isinstance(layout, PairScores) or (math.isinf(cap) and shift == 0.0):
+            return layout  # tiled layouts: as trained (large K averages the outliers away)
+        return PairScores(layout.scores.clamp(max=cap) + shift, per_row=layout.per_row)
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
-        """The reported bound (nats) on one batch, with the scores capped at ``score_cap``."""
+        """The reported bound (nats) on one batch, of the critic ``min(S, score_cap) +
+        score_shift`` (both chosen on validation data by the estimator; ``inf`` and 0 here)."""
         layout, extra, world = self.reductions(x, y)
-        share = self._estimate(self._capped(layout, float(self.score_cap)), extra)
+        capped = self._capped(layout, float(self.score_cap), float(self.score_shift))
+        share = self._estimate(capped, extra)
         return dist.all_reduce_sum(share) if world > 1 else share
 
     @torch.no_grad()
-    def estimate_capped(self, x: Tensor, y: Tensor, caps: list[float]) -> Tensor:
-        """The bound on one batch with the scores capped at each of ``caps`` (``inf``: no cap):
-        ``[len(caps)]``, computed from one evaluation of the critic. Tiled layouts are
-        evaluated uncapped (every entry the same)."""
+    def estimate_capped(
+        self, x: Tensor, y: Tensor, caps: list[float], shifts: list[float] | None = None
+    ) -> Tensor:
+        """The bound on one batch of the critics ``min(S, caps[c]) + shifts[c]`` (``inf``: no
+        cap): ``[len(caps)]``, from one evaluation of the critic."""
         layout, extra, world = self.reductions(x, y)
         values = []
-        for cap in caps:
-            share = self._estimate(self._capped(layout, cap), extra)
+        for cap, shift in zip(caps, shifts or [0.0] * len(caps), strict=True):
+            share = self._estimate(self._capped(layout, cap, shift), extra)
             values.append(dist.all_reduce_sum(share) if world > 1 else share)
+        return torch.stack(values).cpu()
+
+    @torch.no_grad()
+    def log_mean_exp_negatives(self, x: Tensor, y: Tensor, caps: list[float]) -> Tensor:
+        """``log mean_{i≠j} exp min(S_ij, cap)`` of one batch for each cap: ``[len(caps)]``."""
+        layout, _, world = self.reductions(x, y)
+        values = [self._capped(layout, cap).log_mean_exp_neg() for cap in caps]
         return torch.stack(values).cpu()
 
     @torch.no_grad()
@@ -173,5 +186,5 @@ class MIObjective(nn.Module):
         """Per-pair ``log r(x_i, y_i)`` estimate on one batch (the bound's ``pointwise``): ``[K]``
         (one process; the batch's dense scores)."""
         scores, extra = self.critic(x, y), self._extra(x, y)
-        scores = scores.clamp(max=float(self.score_cap))
+        scores = scores.clamp(max=float(self.score_cap)) + float(self.score_shift)
         return self.spec.pointwise(scores, **extra)

@@ -196,25 +196,35 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def cell(value: Any) -> str:
+    """A table cell: floats to 3 decimals, ``—`` for a missing number (NaN), else ``str``.
+
+    >>> cell(0.12345), cell(float("nan")), cell("js")
+    ('0.123', '—', 'js')
+    """
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.3f}"
+    return str(value)
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], console: Any = None
 ) -> None:
-    """Print a rich table (numbers formatted to 3 decimals)."""
+    """Print a rich table (:func:`cell` formatting; long names wrap instead of truncating)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(str(col))
+        table.add_column(str(col), overflow="fold")
     for row in rows:
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[cell(v) for v in row])
     (console or Console()).print(table)
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table (numbers formatted to 3 decimals)."""
+    """A GitHub Markdown table (:func:`cell` formatting)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -283,3 +283,11 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def preset_options(settings: Fields, defaults: Any) -> Fields:
+    """The options the user set: with a ``preset``, options left at their default (the
+    ``defaults`` config's value) come from the preset instead of overriding it."""
+    if not settings.get("preset"):
+        return settings
+    return {k: v for k, v in settings.items() if k == "preset" or v != getattr(defaults, k)}

@@ -15,6 +15,7 @@ from ._common import (
     console,
     friendly_errors,
     out_dir,
+    preset_options,
 )
 
 
@@ -56,6 +57,8 @@ MI_OPTIONS: dict[str, str | Opt] = {
     "bounds": Opt("Comma list of bounds, or 'all'.", parse=parse_bounds, show=",".join),
     "seeds": Opt("Number of seeds, or a comma list.", parse=parse_seeds, show=show_seeds),
     "n_samples": "Samples drawn per task and seed.",
+    "fresh": "Also score every fitted critic on a fresh sample (and, for tasks with a density "
+    "ratio, with its exact normaliser).",
     "marginals": Opt(
         "Comma list of marginal transforms tried with every bound (standardize, "
         "normal-scores, none).",
@@ -69,6 +72,7 @@ BUDGET_OPTIONS = {
     "critic": "Critic for every bound.",
     "lr": "Adam learning rate.",
     "patience": "Early-stopping patience in evaluations.",
+    "preset": "Named estimation settings (e.g. high-mi); the budget options given override them.",
 }
 
 
@@ -83,9 +87,11 @@ def bench_mi(
     out: str = typer.Option("bench-mi", help="Output folder."),
 ) -> None:
     """Every bound on ground-truth tasks: bias/std table, CSV, JSON and a staircase plot."""
+    from ..estimate import resolve_config
     from ..experiments.mi_benchmark import print_summary, run
 
-    cfg = MIBenchmarkConfig(**settings, estimate=EstimateConfig(**budget))
+    estimate = resolve_config(options=preset_options(budget, EstimateConfig()))
+    cfg = MIBenchmarkConfig(**settings, estimate=estimate)
     out_dir(out)
     result = run(cfg, partial_dir=out)
     result.write(out)

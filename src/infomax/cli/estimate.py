@@ -19,6 +19,7 @@ from ._common import (
     console,
     friendly_errors,
     out_dir,
+    preset_options,
 )
 from ._common import warn as warn_line
 
@@ -75,7 +76,9 @@ def estimate(
         main_rank = dist.rank() == 0
         with warnings.catch_warnings(record=True) as caught:  # shown below as one line each
             warnings.simplefilter("always")
-            result = estimate_mi(xs, ys, **_given(settings), progress=not as_json)
+            result = estimate_mi(
+                xs, ys, **preset_options(settings, EstimateConfig()), progress=not as_json
+            )
     if not main_rank:
         return
     if out:
@@ -120,15 +123,6 @@ def estimate(
     )
     for note in notes:
         warn_line(note)
-
-
-def _given(settings: Fields) -> Fields:
-    """The options the user set: with ``--preset``, options left at the default come from
-    the preset rather than overriding it."""
-    if not settings.get("preset"):
-        return settings
-    defaults = EstimateConfig()
-    return {k: v for k, v in settings.items() if k == "preset" or v != getattr(defaults, k)}
 
 
 def write_estimate(result: Any, out: str) -> None:

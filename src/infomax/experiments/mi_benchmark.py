@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..estimate import EstimateConfig, EstimationFailed, estimate_mi, split_sizes
+from ..estimate import EstimateConfig, EstimationFailed, MIEstimator, split_sizes
 from ..marginals import MARGINALS
 from ..progress import ProgressBar
 from ..registry import BOUNDS
@@ -51,11 +51,14 @@ class MIBenchmarkConfig:
     bound names (``("all",)``: every registered bound); ``seeds``; ``n_samples`` drawn per task
     and seed; ``estimate``, the budget every bound shares (steps, batch size, critic, ...);
     ``marginals``, the marginal transforms tried with every bound (a setting is a (bound,
-    marginals) pair)."""
+    marginals) pair); ``fresh``: also score each fitted critic on a fresh sample of
+    ``n_samples`` (seed ``FRESH_SEED + seed``) and, where the task has a density ratio, with
+    its exact normaliser (:meth:`~infomax.estimate.MIEstimator.exact_normalizer_bound`)."""
 
     tasks: str = "staircase:dim=20"
     bounds: tuple[str, ...] = ALL_BOUNDS
     marginals: tuple[str, ...] = ("standardize",)
+    fresh: bool = False
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     n_samples: int = 20000
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
@@ -139,6 +142,7 @@ def run(config: MIBenchmarkConfig, *, partial_dir: str | Path | None = None) -> 
         n_samples=config.n_samples,
         config=config.estimate,
         marginals=config.marginals,
+        fresh=config.fresh,
         progress=config.progress,
         partial_dir=partial_dir,
     )
@@ -152,6 +156,7 @@ def run_mi_benchmark(
     n_samples: int,
     config: EstimateConfig | None = None,
     marginals: Sequence[str] = ("standardize",),
+    fresh: bool = False,
     progress: bool = True,
     partial_dir: str | Path | None = None,
 ) -> MIBenchmarkResult:
@@ -184,7 +189,7 @@ def run_mi_benchmark(
                 for bound, marginal in settings:
                     bar.update(info=f"{task.id} {bound}/{marginal} seed {seed}")
                     run_cfg = dataclasses.replace(cfg, bound=bound, seed=seed, marginals=marginal)
-                    row = _one_run(task, seed, x, y, run_cfg)
+                    row = _one_run(task, seed, x, y, run_cfg, fresh)
                     rows.append(row)
                     if partial_dir is not None:  # partial results survive an interruption
                         write_csv(Path(partial_dir) / "results.partial.csv", rows)
@@ -200,8 +205,23 @@ def run_mi_benchmark(
     return MIBenchmarkResult(rows, summarize(rows), time.perf_counter() - start, meta)
 
 
+#: Fresh samples for ``fresh=True`` are drawn with seed ``FRESH_SEED + seed``.
+FRESH_SEED = 1000
+
+
+def _fresh_scores(estimator: MIEstimator, task: Any, seed: int, n: int) -> dict[str, float]:
+    """The fitted critic on a fresh sample, and with its exact normaliser (``nan`` for a task
+    without a closed-form density ratio)."""
+    fresh = estimator.estimate(*task.sample(n, seed=FRESH_SEED + seed)).mi
+    try:
+        oracle = estimator.exact_normalizer_bound(task, seed=2 * FRESH_SEED + seed)
+    except NotImplementedError:
+        oracle = math.nan
+    return {"fresh": fresh, "exact_normalizer": oracle}
+
+
 def _one_run(
-    task: Any, seed: int, x: np.ndarray, y: np.ndarray, cfg: EstimateConfig
+    task: Any, seed: int, x: np.ndarray, y: np.ndarray, cfg: EstimateConfig, fresh: bool = False
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "task": task.id,
@@ -213,7 +233,10 @@ def _one_run(
     try:
         with warnings.catch_warnings():  # kept in the row's "notes", not printed per run
             warnings.simplefilter("ignore", UserWarning)
-            est = estimate_mi(x, y, config=cfg, progress=False)
+            estimator = MIEstimator(cfg)
+            est = estimator.fit(x, y, progress=False)
+            if fresh:
+                row.update(_fresh_scores(estimator, task, seed, len(x)))
         row.update(
             estimate=est.mi,
             stderr=est.stderr,
@@ -237,6 +260,8 @@ def _one_run(
             error=str(err),
             notes="",
         )
+        if fresh:
+            row.update(fresh=math.nan, exact_normalizer=math.nan)
     return row
 
 
@@ -386,9 +411,29 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seeds": int(len(ok)),
                 "failed": int(len(est) - len(ok)),
                 "seconds": float(group["seconds"].astype(float).mean()),
+                **_fresh_summary(group),
             }
         )
     return out
+
+
+def _fresh_summary(group: Any) -> dict[str, float]:
+    """Means of the fresh-sample and exact-normaliser columns (when the run has them) and of
+    the fresh − test difference, over the finite runs."""
+    if "fresh" not in group:
+        return {}
+    fresh = group["fresh"].astype(float)
+    test = group["estimate"].astype(float)
+    ok = np.isfinite(fresh) & np.isfinite(test)
+    oracle = group["exact_normalizer"].astype(float)
+    return {
+        "fresh_mean": float(fresh[ok].mean()) if ok.any() else math.nan,
+        "fresh_min": float(fresh[ok].min()) if ok.any() else math.nan,
+        "fresh_minus_test": float((fresh - test)[ok].mean()) if ok.any() else math.nan,
+        "exact_normalizer_mean": float(oracle[np.isfinite(oracle)].mean())
+        if np.isfinite(oracle).any()
+        else math.nan,
+    }
 
 
 def rank_settings(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
