@@ -193,3 +193,36 @@ def test_core_packages_import_nothing_from_the_cli_or_the_experiments() -> None:
                 continue
             bad = [n for n in names if any(n == t or n.startswith(t + ".") for t in top)]
             assert not bad, f"{rel} imports {bad}"
+
+
+def test_estimate_preset_and_marginals_reach_the_config(data: Path, tmp_path: Path) -> None:
+    """``--preset`` fills the options left at their defaults; options given override it;
+    ``--marginals`` picks the transform; the result records both."""
+    args = ["estimate", str(data / "x.npy"), str(data / "y.npy"), "--json"]
+    res = _ok(
+        [
+            *args,
+            "--preset",
+            "high-mi",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--eval-batch-size",
+            "64",
+            "--marginals",
+            "normal-scores",
+        ]
+    )
+    payload, _ = json.JSONDecoder().raw_decode(res.output)
+    cfg = payload["config"]
+    assert cfg["preset"] == "high-mi" and cfg["critic"] == "dot-additive"  # from the preset
+    assert cfg["steps"] == 20 and cfg["marginals"] == "normal-scores"  # given: override
+    assert payload["n_val"] == 180 and payload["splits"]["mi"] == "test"
+    _fails([*args, "--preset", "fast"], "valid names: high-mi")
+    _fails([*args, "--marginals", "rank"], "valid names: none, normal-scores, standardize")
+
+
+def test_list_names_marginals_and_presets() -> None:
+    res = _ok(["list"])
+    assert "normal-scores" in res.output and "high-mi" in res.output

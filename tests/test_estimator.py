@@ -205,10 +205,10 @@ def test_bad_options(options, match) -> None:
 
 
 def test_select_evaluation_picks_the_best_capped_and_calibrated_critic() -> None:
-    """By hand on one fitted critic: the chosen (cap, shift) is the argmax over the candidate
-    caps of the validation bound of ``min(S, cap) + shift``, with ``shift`` the constant that
-    self-normalises ``exp`` over the validation negatives; the JS estimate of that critic
-    then equals the DV value of ``min(S, cap)`` on the same batches."""
+    """By hand on one fitted critic: the scores are clamped to [smallest validation positive,
+    cap], the cap is the argmax over the candidate quantiles of the validation bound of
+    ``clamp(S) + shift``, with ``shift`` the constant that self-normalises ``exp`` over the
+    validation negatives; the calibrated JS estimate then equals the pooled DV value."""
     from infomax import bounds
     from infomax.estimate import CAP_QUANTILES, select_evaluation
 
@@ -217,14 +217,16 @@ def test_select_evaluation_picks_the_best_capped_and_calibrated_critic() -> None
     obj = est.objective
     xv, yv = (torch.as_tensor(a[:1024], dtype=torch.float32) for a in TASK.sample(1024, seed=9))
     k = 256
-    cap, shift, value = select_evaluation(obj, xv, yv, k, calibrate=True)
+    choice = select_evaluation(obj, xv, yv, k, calibrate=True)
     with torch.no_grad():
         pos = obj.positive_scores(xv, yv).double()
         caps = torch.quantile(pos, torch.tensor(CAP_QUANTILES).double()).tolist()
         scores = [obj.critic(xv[i : i + k], yv[i : i + k]).double() for i in range(0, 1024, k)]
+    floor = float(pos.min())
+    assert choice.floor == pytest.approx(floor) and math.isinf(choice.extra_floor)
     best = -math.inf
     for c in caps:
-        capped = [s.clamp(max=c) for s in scores]
+        capped = [s.clamp(min=floor, max=c) for s in scores]
         lme = torch.stack([bounds.log_mean_exp_offdiag(s) for s in capped])
         c_shift = float(math.log(len(lme)) - torch.logsumexp(lme, 0))
         v = float(torch.stack([bounds.js_estimate(s + c_shift) for s in capped]).mean())
@@ -232,8 +234,17 @@ def test_select_evaluation_picks_the_best_capped_and_calibrated_critic() -> None
         assert v == pytest.approx(dv, abs=1e-4)  # calibrated JS estimate == pooled DV value
         if v > best:
             best, best_cap, best_shift = v, c, c_shift
-    assert value == pytest.approx(best, abs=1e-4)
-    assert cap == pytest.approx(best_cap) and shift == pytest.approx(best_shift, abs=1e-4)
+    assert choice.value == pytest.approx(best, abs=1e-4)
+    assert choice.cap == pytest.approx(best_cap)
+    assert choice.shift == pytest.approx(best_shift, abs=1e-4)
+
+
+def test_flo_and_tuba_extras_are_floored_at_their_validation_minimum() -> None:
+    for bound in ("flo", "tuba"):
+        est = MIEstimator(bound=bound, steps=60, hidden=32)
+        est.fit(X, Y, progress=False)
+        obj = est.objective
+        assert math.isfinite(float(obj.extra_floor)) and math.isfinite(float(obj.score_floor))
 
 
 def test_exact_normalizer_bound_is_the_truth_for_the_exact_critic_and_below_otherwise(
@@ -268,3 +279,36 @@ def test_bench_fresh_scores_each_fitted_critic_on_new_data(tmp_path) -> None:
     assert 0.3 < row["exact_normalizer"] <= 1.02  # a lower bound on the truth (1 nat)
     (summary,) = result.summary
     assert summary["fresh_minus_test"] == pytest.approx(row["fresh"] - row["estimate"])
+
+
+def test_rank_settings_puts_never_failing_settings_first_by_mean_absolute_error() -> None:
+    from infomax.experiments.mi_benchmark import rank_settings
+
+    def row(bound: str, est: float, marginals: str = "normal-scores") -> dict:
+        return {
+            "task": "t",
+            "true_mi": 1.0,
+            "bound": bound,
+            "marginals": marginals,
+            "seed": 0,
+            "estimate": est,
+        }
+
+    rows = [
+        row("a", 0.9),
+        row("a", 1.5),
+        row("b", 1.0),
+        row("b", math.nan),
+        row("c", 0.8),
+        row("c", 0.9),
+        row("a", 5.0, "standardize"),
+    ]
+    ranked = rank_settings(rows)
+    assert [(r["bound"], r["marginals"]) for r in ranked] == [
+        ("c", "normal-scores"),
+        ("a", "normal-scores"),
+        ("a", "standardize"),
+        ("b", "normal-scores"),
+    ]
+    assert ranked[0]["mae"] == pytest.approx(0.15) and ranked[1]["mae"] == pytest.approx(0.3)
+    assert ranked[-1]["failed"] == 1

@@ -98,7 +98,7 @@ class EstimateConfig:
     bound: str = "flo"
     critic: str = "dot"
     batch_size: int = 128
-    steps: int = 3000
+    steps: int = 1500
     lr: float = 5e-4
     weight_decay: float = 0.0
     hidden: int = 256
@@ -137,10 +137,8 @@ class EstimateConfig:
             check_positive_int(self.patience, "patience", minimum=1)
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps <= self.steps):
-            raise ValueError(
-                f"warmup_steps must be an integer in [0, steps], got {self.warmup_steps}"
-            )
+        if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps}")
         for name in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -398,33 +396,70 @@ def _batch_values(objective: MIObjective, x: Tensor, y: Tensor, k: int) -> np.nd
 CAP_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 
 
+@dataclass(frozen=True)
+class EvaluationChoice:
+    """How the fitted critic is evaluated, chosen on validation (:func:`select_evaluation`):
+    scores ``clamp(S, floor, cap) + shift``, FLO's ``u`` / TUBA's ``b`` raised to
+    ``extra_floor``; ``value`` is the validation bound of that critic."""
+
+    cap: float
+    shift: float
+    floor: float
+    extra_floor: float
+    value: float
+
+    def apply(self, objective: MIObjective) -> None:
+        """Store the choice in the objective's evaluation buffers."""
+        objective.score_cap.fill_(self.cap)
+        objective.score_shift.fill_(self.shift)
+        objective.score_floor.fill_(self.floor)
+        objective.extra_floor.fill_(self.extra_floor)
+
+
 def select_evaluation(
-    objective: MIObjective, x: Tensor, y: Tensor, k: int, calibrate: bool = False
-) -> tuple[float, float, float]:
-    """``(cap, shift, value)`` chosen on ``x, y`` (validation data, batches of ``k``): of the
-    :data:`CAP_QUANTILES` of the positive scores, the cap whose batch-mean bound of the critic
-    ``min(S, cap) + shift`` is highest. The cap is never above the largest validation positive
-    score: a held-out negative pair scored above every positive seen cannot blow up ``exp``. ``shift`` is 0, or with ``calibrate`` the
-    constant ``−log mean_{i≠j} exp min(S_ij, cap)`` over all validation negatives (it makes NWJ /
-    JS reports self-normalised). Every such critic is a critic, so the test estimate stays a
-    bound."""
+    objective: MIObjective,
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    *,
+    cap: bool = True,
+    calibrate: bool = False,
+) -> EvaluationChoice:
+    """The evaluation of the critic chosen on ``x, y`` (validation data, batches of ``k``).
+
+    With ``cap``: the scores are clamped to ``[floor, cap]`` with ``floor`` the smallest
+    validation positive score and ``cap`` the best (highest batch-mean bound) of the
+    :data:`CAP_QUANTILES` of the positive scores, never above the largest; FLO's ``u`` and
+    TUBA's ``b`` are raised to their smallest validation value. A held-out outlier can then no
+    longer blow up ``exp``. With ``calibrate``: ``shift = −log mean_{i≠j} exp clamp(S_ij)`` over
+    all validation negatives (it self-normalises NWJ / JS reports). Each choice is itself a
+    critic, so the test estimate stays a bound."""
     pos = objective.positive_scores(x, y).double()
-    q = torch.tensor(CAP_QUANTILES, dtype=pos.dtype, device=pos.device)
-    caps = torch.quantile(pos, q).tolist()
+    if cap:
+        q = torch.tensor(CAP_QUANTILES, dtype=pos.dtype, device=pos.device)
+        caps, floor = torch.quantile(pos, q).tolist(), float(pos.min())
+        extra = objective.extra_values(x, y)
+        extra_floor = float(extra.min()) if extra is not None else -math.inf
+    else:
+        caps, floor, extra_floor = [math.inf], -math.inf, -math.inf
     starts = range(0, x.shape[0] - k + 1, k)
     shifts = [0.0] * len(caps)
     if calibrate:
         lme = torch.stack(
-            [objective.log_mean_exp_negatives(x[i : i + k], y[i : i + k], caps) for i in starts]
+            [
+                objective.log_mean_exp_negatives(x[i : i + k], y[i : i + k], caps, floor)
+                for i in starts
+            ]
         ).double()
         shifts = (math.log(lme.shape[0]) - torch.logsumexp(lme, dim=0)).tolist()
     per_batch = [
-        objective.estimate_capped(x[i : i + k], y[i : i + k], caps, shifts) for i in starts
+        objective.estimate_capped(x[i : i + k], y[i : i + k], caps, shifts, floor, extra_floor)
+        for i in starts
     ]
     means = torch.stack(per_batch).double().mean(dim=0)
     means = torch.where(torch.isfinite(means), means, torch.full_like(means, -math.inf))
     best = int(torch.argmax(means))
-    return caps[best], shifts[best], float(means[best])
+    return EvaluationChoice(caps[best], shifts[best], floor, extra_floor, float(means[best]))
 
 
 def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, tuple[float, float]]:
@@ -597,11 +632,16 @@ class MIEstimator:
             model = evaluated(state)
             model.eval()
             if cfg.cap_scores or cfg.calibrate:  # chosen on validation, kept with the state
-                cap, shift, value = select_evaluation(
-                    model, data.x_val, data.y_val, cfg.eval_k, cfg.calibrate
+                choice = select_evaluation(
+                    model,
+                    data.x_val,
+                    data.y_val,
+                    cfg.eval_k,
+                    cap=cfg.cap_scores,
+                    calibrate=cfg.calibrate,
                 )
-                model.score_cap.fill_(cap if cfg.cap_scores else math.inf)
-                model.score_shift.fill_(shift)
+                choice.apply(model)
+                value = choice.value
             else:
                 value = float(_batch_values(model, data.x_val, data.y_val, cfg.eval_k).mean())
             model.train()
@@ -630,7 +670,7 @@ class MIEstimator:
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,  # AdamW; 0: Adam's update
             schedule=cfg.schedule,
-            warmup_epochs=cfg.warmup_steps / every,
+            warmup_epochs=min(cfg.warmup_steps, cfg.steps) / every,  # at most all steps
             amp=False,
             device=cfg.device,
             seed=cfg.seed,
@@ -742,7 +782,8 @@ class MIEstimator:
         objective = self._fitted()[0]
         xp, yp = self._prepare(x, y)
         with torch.no_grad():
-            t = objective.positive_scores(xp, yp).double().clamp(max=float(objective.score_cap))
+            floor, cap = float(objective.score_floor), float(objective.score_cap)
+            t = objective.positive_scores(xp, yp).double().clamp(min=floor, max=cap)
         log_r = np.concatenate(
             [
                 np.diag(task.log_density_ratio(x[i : i + 512], y[i : i + 512]))
@@ -804,6 +845,7 @@ PRESETS.add(
         "schedule": "cosine",
         "warmup_steps": 100,
         "ema": 0.99,  # evaluate and keep the weight average
+        "steps": 3000,
         "patience": None,  # all 3 000 steps; the best EMA state on validation is kept
         "calibrate": True,  # the constant of S chosen on validation (self-normalised NWJ)
         "eval_batch_size": 1000,  # 10^6 pairs per evaluation batch: the e^S tail is seen

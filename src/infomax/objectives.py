@@ -32,6 +32,8 @@ class MIObjective(nn.Module):
 
     score_cap: Tensor
     score_shift: Tensor
+    score_floor: Tensor
+    extra_floor: Tensor
 
     def __init__(
         self,
@@ -49,11 +51,14 @@ class MIObjective(nn.Module):
         self.critic = critic
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
-        #: Evaluation (``estimate``, dense batches) scores with ``min(S, score_cap)``: itself a
-        #: critic, so every bound stays a bound, while a held-out outlier pair can no longer
-        #: blow up an exponential term. Chosen on validation data (:meth:`estimate_capped`).
+        #: Evaluation (``estimate``, dense batches) scores with ``clamp(S, score_floor,
+        #: score_cap) + score_shift`` and raises FLO's ``u`` / TUBA's ``b`` to ``extra_floor``:
+        #: itself a critic, so every bound stays a bound, while a held-out outlier can no
+        #: longer blow up an exponential term. Chosen on validation data by the estimator.
         self.register_buffer("score_cap", torch.tensor(math.inf))
         self.register_buffer("score_shift", torch.tensor(0.0))
+        self.register_buffer("score_floor", torch.tensor(-math.inf))
+        self.register_buffer("extra_floor", torch.tensor(-math.inf))
         self._has_kernel = (
             self.spec.tiles
             and isinstance(critic, SeparableCritic)
@@ -141,40 +146,67 @@ class MIObjective(nn.Module):
         return world * loss, value
 
     @staticmethod
-    def _capped(layout: Reductions, cap: float, shift: float = 0.0) -> Reductions:
-        """The layout of the critic ``min(S, cap) + shift`` (tiled layouts: unchanged)."""
-        if not isinstance(layout, PairScores) or (math.isinf(cap) and shift == 0.0):
+    def _capped(
+        layout: Reductions, cap: float, shift: float = 0.0, floor: float = -math.inf
+    ) -> Reductions:
+        """The layout of the critic ``clamp(S, floor, cap) + shift`` (tiled: unchanged)."""
+        if not isinstance(layout, PairScores) or (
+            math.isinf(cap) and math.isinf(floor) and shift == 0.0
+        ):
             return layout  # tiled layouts: as trained (large K averages the outliers away)
-        return PairScores(layout.scores.clamp(max=cap) + shift, per_row=layout.per_row)
+        clamped = layout.scores.clamp(min=floor, max=cap) + shift
+        return PairScores(clamped, per_row=layout.per_row)
+
+    @staticmethod
+    def _floored(extra: dict[str, Tensor], floor: float) -> dict[str, Tensor]:
+        """FLO's ``u`` / TUBA's ``b(y)`` raised to ``floor`` (any ``u`` or ``b`` gives a bound;
+        a held-out outlier can then no longer make ``exp(−u)`` or ``exp(−b)`` explode)."""
+        return extra if math.isinf(floor) else {k: v.clamp(min=floor) for k, v in extra.items()}
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
-        """The reported bound (nats) on one batch, of the critic ``min(S, score_cap) +
-        score_shift`` (both chosen on validation data by the estimator; ``inf`` and 0 here)."""
-        layout, extra, world = self.reductions(x, y)
-        capped = self._capped(layout, float(self.score_cap), float(self.score_shift))
-        share = self._estimate(capped, extra)
-        return dist.all_reduce_sum(share) if world > 1 else share
+        """The reported bound (nats) on one batch, of the critic ``clamp(S, score_floor,
+        score_cap) + score_shift`` and extras raised to ``extra_floor`` (chosen on validation
+        data by the estimator; no-ops by default)."""
+        caps, shifts = [float(self.score_cap)], [float(self.score_shift)]
+        return self.estimate_capped(
+            x, y, caps, shifts, float(self.score_floor), float(self.extra_floor)
+        )[0]
 
     @torch.no_grad()
     def estimate_capped(
-        self, x: Tensor, y: Tensor, caps: list[float], shifts: list[float] | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        caps: list[float],
+        shifts: list[float] | None = None,
+        floor: float = -math.inf,
+        extra_floor: float = -math.inf,
     ) -> Tensor:
-        """The bound on one batch of the critics ``min(S, caps[c]) + shifts[c]`` (``inf``: no
-        cap): ``[len(caps)]``, from one evaluation of the critic."""
+        """The bound on one batch of the critics ``clamp(S, floor, caps[c]) + shifts[c]`` with
+        the extras raised to ``extra_floor``: ``[len(caps)]``, from one critic evaluation."""
         layout, extra, world = self.reductions(x, y)
+        extra = self._floored(extra, extra_floor)
         values = []
         for cap, shift in zip(caps, shifts or [0.0] * len(caps), strict=True):
-            share = self._estimate(self._capped(layout, cap, shift), extra)
+            share = self._estimate(self._capped(layout, cap, shift, floor), extra)
             values.append(dist.all_reduce_sum(share) if world > 1 else share)
         return torch.stack(values).cpu()
 
     @torch.no_grad()
-    def log_mean_exp_negatives(self, x: Tensor, y: Tensor, caps: list[float]) -> Tensor:
-        """``log mean_{i≠j} exp min(S_ij, cap)`` of one batch for each cap: ``[len(caps)]``."""
+    def log_mean_exp_negatives(
+        self, x: Tensor, y: Tensor, caps: list[float], floor: float = -math.inf
+    ) -> Tensor:
+        """``log mean_{i≠j} exp clamp(S_ij, floor, cap)`` of one batch per cap: ``[len(caps)]``."""
         layout, _, world = self.reductions(x, y)
-        values = [self._capped(layout, cap).log_mean_exp_neg() for cap in caps]
+        values = [self._capped(layout, cap, 0.0, floor).log_mean_exp_neg() for cap in caps]
         return torch.stack(values).cpu()
+
+    @torch.no_grad()
+    def extra_values(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """FLO's ``u(x_i, y_i)`` or TUBA's ``b(y_i)`` of the paired rows (``None``: no extra)."""
+        extra = self._extra(x, y)
+        return next(iter(extra.values())) if extra else None
 
     @torch.no_grad()
     def positive_scores(self, x: Tensor, y: Tensor) -> Tensor:
@@ -185,6 +217,7 @@ class MIObjective(nn.Module):
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         """Per-pair ``log r(x_i, y_i)`` estimate on one batch (the bound's ``pointwise``): ``[K]``
         (one process; the batch's dense scores)."""
-        scores, extra = self.critic(x, y), self._extra(x, y)
-        scores = scores.clamp(max=float(self.score_cap)) + float(self.score_shift)
+        extra = self._floored(self._extra(x, y), float(self.extra_floor))
+        floor, cap = float(self.score_floor), float(self.score_cap)
+        scores = self.critic(x, y).clamp(min=floor, max=cap) + float(self.score_shift)
         return self.spec.pointwise(scores, **extra)

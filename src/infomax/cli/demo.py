@@ -10,10 +10,14 @@ from ._common import SEED, Fields, app, config_options, console, friendly_errors
 
 @app.command("list")
 def list_names() -> None:
-    """List the registered bounds, critics, divergences, tasks and methods."""
+    """List the registered bounds, critics, divergences, tasks, methods, marginal transforms
+    and MI presets."""
+    from ..estimate import PRESETS
+    from ..marginals import MARGINALS
     from ..registry import BOUNDS, CRITICS, DIVERGENCES, METHODS, SUITES, TASKS, TRANSFORMS
 
-    for reg in (BOUNDS, CRITICS, DIVERGENCES, TASKS, SUITES, TRANSFORMS, METHODS):
+    registries = (BOUNDS, CRITICS, DIVERGENCES, TASKS, SUITES, TRANSFORMS, METHODS)
+    for reg in (*registries, MARGINALS, PRESETS):
         try:
             names = ", ".join(reg.names())
         except ImportError:

@@ -37,6 +37,7 @@ from ._common import warn as warn_line
         "marginals": "Per-dimension transform fitted on the training split: standardize, "
         "normal-scores (rank-based; heavy tails) or none.",
         "preset": "Named settings (e.g. high-mi); the options given override them.",
+        "eval_batch_size": "Pairs per validation / test batch (default: --batch-size).",
         "val_fraction": "Share of the samples for validation (early stopping, selection).",
         "test_fraction": "Share of the samples for the reported test estimate.",
         "seed": SEED,

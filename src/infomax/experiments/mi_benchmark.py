@@ -57,7 +57,7 @@ class MIBenchmarkConfig:
 
     tasks: str = "staircase:dim=20"
     bounds: tuple[str, ...] = ALL_BOUNDS
-    marginals: tuple[str, ...] = ("standardize",)
+    marginals: tuple[str, ...] = field(default_factory=lambda: (EstimateConfig().marginals,))
     fresh: bool = False
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     n_samples: int = 20000
@@ -155,7 +155,7 @@ def run_mi_benchmark(
     *,
     n_samples: int,
     config: EstimateConfig | None = None,
-    marginals: Sequence[str] = ("standardize",),
+    marginals: Sequence[str] | None = None,
     fresh: bool = False,
     progress: bool = True,
     partial_dir: str | Path | None = None,
@@ -176,6 +176,7 @@ def run_mi_benchmark(
         BOUNDS.get(name)
     cfg = config or EstimateConfig()
     split_sizes(n_samples, cfg)  # before any run
+    marginals = tuple(marginals) if marginals is not None else (cfg.marginals,)
     for name in marginals:
         MARGINALS.get(name)
     settings = [(b, m) for b in bounds for m in marginals]
