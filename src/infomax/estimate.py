@@ -399,7 +399,8 @@ CAP_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 @dataclass(frozen=True)
 class EvaluationChoice:
     """How the fitted critic is evaluated, chosen on validation (:func:`select_evaluation`):
-    scores ``clamp(S, floor, cap) + shift``, FLO's ``u`` / TUBA's ``b`` raised to
+    scores ``clamp(S, floor, cap) + shift`` (the estimator leaves ``floor`` at ``−inf``: raising
+    the many low negative scores would cost every bound), FLO's ``u`` / TUBA's ``b`` raised to
     ``extra_floor``; ``value`` is the validation bound of that critic."""
 
     cap: float
@@ -427,21 +428,22 @@ def select_evaluation(
 ) -> EvaluationChoice:
     """The evaluation of the critic chosen on ``x, y`` (validation data, batches of ``k``).
 
-    With ``cap``: the scores are clamped to ``[floor, cap]`` with ``floor`` the smallest
-    validation positive score and ``cap`` the best (highest batch-mean bound) of the
-    :data:`CAP_QUANTILES` of the positive scores, never above the largest; FLO's ``u`` and
-    TUBA's ``b`` are raised to their smallest validation value. A held-out outlier can then no
-    longer blow up ``exp``. With ``calibrate``: ``shift = −log mean_{i≠j} exp clamp(S_ij)`` over
+    With ``cap``: the scores are clamped to ``min(S, cap)`` with ``cap`` the best (highest
+    batch-mean bound) of the :data:`CAP_QUANTILES` of the validation positive scores, never
+    above the largest, and FLO's ``u`` / TUBA's ``b`` are raised to their smallest validation
+    value, so that a held-out outlier can no longer blow up ``exp`` (a tiled evaluation,
+    ``objective.tiled(k)``, is not capped: the kernels never hold the scores). With
+    ``calibrate``: ``shift = −log mean_{i≠j} exp min(S_ij, cap)`` over
     all validation negatives (it self-normalises NWJ / JS reports). Each choice is itself a
     critic, so the test estimate stays a bound."""
     pos = objective.positive_scores(x, y).double()
-    if cap:
+    floor, caps, extra_floor = -math.inf, [math.inf], -math.inf
+    if cap and not objective.tiled(k):
         q = torch.tensor(CAP_QUANTILES, dtype=pos.dtype, device=pos.device)
-        caps, floor = torch.quantile(pos, q).tolist(), float(pos.min())
+        caps = torch.quantile(pos, q).tolist()
+    if cap:
         extra = objective.extra_values(x, y)
         extra_floor = float(extra.min()) if extra is not None else -math.inf
-    else:
-        caps, floor, extra_floor = [math.inf], -math.inf, -math.inf
     starts = range(0, x.shape[0] - k + 1, k)
     shifts = [0.0] * len(caps)
     if calibrate:
