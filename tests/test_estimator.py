@@ -239,12 +239,14 @@ def test_select_evaluation_picks_the_best_capped_and_calibrated_critic() -> None
     assert choice.shift == pytest.approx(best_shift, abs=1e-4)
 
 
-def test_flo_and_tuba_extras_are_floored_at_their_validation_minimum() -> None:
+def test_flo_and_tuba_extras_are_clamped_to_their_validation_range() -> None:
     for bound in ("flo", "tuba"):
         est = MIEstimator(bound=bound, steps=60, hidden=32)
         est.fit(X, Y, progress=False)
         obj = est.objective
-        assert math.isfinite(float(obj.extra_floor)) and math.isinf(float(obj.score_floor))
+        lo, hi = float(obj.extra_floor), float(obj.extra_cap)
+        assert math.isfinite(lo) and math.isfinite(hi) and lo < hi
+        assert math.isinf(float(obj.score_floor))
 
 
 def test_exact_normalizer_bound_is_the_truth_for_the_exact_critic_and_below_otherwise(

@@ -400,13 +400,14 @@ CAP_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 class EvaluationChoice:
     """How the fitted critic is evaluated, chosen on validation (:func:`select_evaluation`):
     scores ``clamp(S, floor, cap) + shift`` (the estimator leaves ``floor`` at ``−inf``: raising
-    the many low negative scores would cost every bound), FLO's ``u`` / TUBA's ``b`` raised to
-    ``extra_floor``; ``value`` is the validation bound of that critic."""
+    the many low negative scores would cost every bound), FLO's ``u`` / TUBA's ``b`` clamped to
+    ``[extra_floor, extra_cap]``; ``value`` is the validation bound of that critic."""
 
     cap: float
     shift: float
     floor: float
     extra_floor: float
+    extra_cap: float
     value: float
 
     def apply(self, objective: MIObjective) -> None:
@@ -415,6 +416,7 @@ class EvaluationChoice:
         objective.score_shift.fill_(self.shift)
         objective.score_floor.fill_(self.floor)
         objective.extra_floor.fill_(self.extra_floor)
+        objective.extra_cap.fill_(self.extra_cap)
 
 
 def select_evaluation(
@@ -430,20 +432,21 @@ def select_evaluation(
 
     With ``cap``: the scores are clamped to ``min(S, cap)`` with ``cap`` the best (highest
     batch-mean bound) of the :data:`CAP_QUANTILES` of the validation positive scores, never
-    above the largest, and FLO's ``u`` / TUBA's ``b`` are raised to their smallest validation
-    value, so that a held-out outlier can no longer blow up ``exp`` (a tiled evaluation,
+    above the largest, and FLO's ``u`` / TUBA's ``b`` are clamped to their validation range,
+    so that a held-out outlier can no longer blow up ``exp`` (a tiled evaluation,
     ``objective.tiled(k)``, is not capped: the kernels never hold the scores). With
     ``calibrate``: ``shift = −log mean_{i≠j} exp min(S_ij, cap)`` over
     all validation negatives (it self-normalises NWJ / JS reports). Each choice is itself a
     critic, so the test estimate stays a bound."""
-    pos = objective.positive_scores(x, y).double()
-    floor, caps, extra_floor = -math.inf, [math.inf], -math.inf
+    pos = objective.positive_scores(x, y, centred=True).double()
+    floor, caps, extra_floor, extra_cap = -math.inf, [math.inf], -math.inf, math.inf
     if cap and not objective.tiled(k):
         q = torch.tensor(CAP_QUANTILES, dtype=pos.dtype, device=pos.device)
         caps = torch.quantile(pos, q).tolist()
     if cap:
         extra = objective.extra_values(x, y)
-        extra_floor = float(extra.min()) if extra is not None else -math.inf
+        if extra is not None:
+            extra_floor, extra_cap = float(extra.min()), float(extra.max())
     starts = range(0, x.shape[0] - k + 1, k)
     shifts = [0.0] * len(caps)
     if calibrate:
@@ -455,13 +458,16 @@ def select_evaluation(
         ).double()
         shifts = (math.log(lme.shape[0]) - torch.logsumexp(lme, dim=0)).tolist()
     per_batch = [
-        objective.estimate_capped(x[i : i + k], y[i : i + k], caps, shifts, floor, extra_floor)
+        objective.estimate_capped(
+            x[i : i + k], y[i : i + k], caps, shifts, floor, extra_floor, extra_cap
+        )
         for i in starts
     ]
     means = torch.stack(per_batch).double().mean(dim=0)
     means = torch.where(torch.isfinite(means), means, torch.full_like(means, -math.inf))
     best = int(torch.argmax(means))
-    return EvaluationChoice(caps[best], shifts[best], floor, extra_floor, float(means[best]))
+    choice = caps[best], shifts[best], floor, extra_floor, extra_cap, float(means[best])
+    return EvaluationChoice(*choice)
 
 
 def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, tuple[float, float]]:
@@ -784,8 +790,7 @@ class MIEstimator:
         objective = self._fitted()[0]
         xp, yp = self._prepare(x, y)
         with torch.no_grad():
-            floor, cap = float(objective.score_floor), float(objective.score_cap)
-            t = objective.positive_scores(xp, yp).double().clamp(min=floor, max=cap)
+            t = objective.evaluated_positive_scores(xp, yp).double()
         log_r = np.concatenate(
             [
                 np.diag(task.log_density_ratio(x[i : i + 512], y[i : i + 512]))

@@ -34,6 +34,7 @@ class MIObjective(nn.Module):
     score_shift: Tensor
     score_floor: Tensor
     extra_floor: Tensor
+    extra_cap: Tensor
 
     def __init__(
         self,
@@ -52,13 +53,15 @@ class MIObjective(nn.Module):
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
         #: Evaluation (``estimate``, dense batches) scores with ``clamp(S, score_floor,
-        #: score_cap) + score_shift`` and raises FLO's ``u`` / TUBA's ``b`` to ``extra_floor``:
+        #: score_cap) + score_shift`` and clamps FLO's ``u`` / TUBA's ``b`` to
+        #: ``[extra_floor, extra_cap]``:
         #: itself a critic, so every bound stays a bound, while a held-out outlier can no
         #: longer blow up an exponential term. Chosen on validation data by the estimator.
         self.register_buffer("score_cap", torch.tensor(math.inf))
         self.register_buffer("score_shift", torch.tensor(0.0))
         self.register_buffer("score_floor", torch.tensor(-math.inf))
         self.register_buffer("extra_floor", torch.tensor(-math.inf))
+        self.register_buffer("extra_cap", torch.tensor(math.inf))
         self._has_kernel = (
             self.spec.tiles
             and isinstance(critic, SeparableCritic)
@@ -145,23 +148,43 @@ class MIObjective(nn.Module):
         value = dist.all_reduce_sum(share) if world > 1 else share
         return world * loss, value
 
-    @staticmethod
     def _capped(
-        layout: Reductions, cap: float, shift: float = 0.0, floor: float = -math.inf
+        self,
+        layout: Reductions,
+        cap: float,
+        shift: float = 0.0,
+        floor: float = -math.inf,
+        extra: dict[str, Tensor] | None = None,
     ) -> Reductions:
-        """The layout of the critic ``clamp(S, floor, cap) + shift`` (tiled: unchanged)."""
+        """The layout of the critic ``clamp(S − c, floor, cap) + c + shift`` with ``c`` the
+        :meth:`_centre` of the exponent (tiled: unchanged)."""
         if not isinstance(layout, PairScores) or (
             math.isinf(cap) and math.isinf(floor) and shift == 0.0
         ):
             return layout  # tiled layouts: as trained (large K averages the outliers away)
-        clamped = layout.scores.clamp(min=floor, max=cap) + shift
-        return PairScores(clamped, per_row=layout.per_row)
+        centre = self._centre(extra or {})
+        scores = layout.scores if centre is None else layout.scores - centre
+        clamped = scores.clamp(min=floor, max=cap) + shift
+        return PairScores(clamped if centre is None else clamped + centre, per_row=layout.per_row)
+
+    def _centre(self, extra: dict[str, Tensor]) -> Tensor | None:
+        """What the bound's exponent subtracts from ``S_ij``: TUBA's ``b(y_j)`` (``[1, K]``),
+        so its cap bounds ``S − b`` (``b(y) + min(S − b(y), cap)`` is a critic too); ``None``
+        for the others, whose exponent is ``S`` itself."""
+        if self.spec.extra == "baseline" and "baseline" in extra:
+            return extra["baseline"].unsqueeze(0)
+        return None
 
     @staticmethod
-    def _floored(extra: dict[str, Tensor], floor: float) -> dict[str, Tensor]:
-        """FLO's ``u`` / TUBA's ``b(y)`` raised to ``floor`` (any ``u`` or ``b`` gives a bound;
-        a held-out outlier can then no longer make ``exp(−u)`` or ``exp(−b)`` explode)."""
-        return extra if math.isinf(floor) else {k: v.clamp(min=floor) for k, v in extra.items()}
+    def _floored(
+        extra: dict[str, Tensor], floor: float, cap: float = math.inf
+    ) -> dict[str, Tensor]:
+        """FLO's ``u`` / TUBA's ``b(y)`` clamped to ``[floor, cap]`` (any ``u`` or ``b`` gives
+        a bound; a held-out outlier can then no longer make ``exp(−u)`` explode or ``−u``
+        dominate the mean)."""
+        if math.isinf(floor) and math.isinf(cap):
+            return extra
+        return {k: v.clamp(min=floor, max=cap) for k, v in extra.items()}
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
@@ -169,9 +192,8 @@ class MIObjective(nn.Module):
         score_cap) + score_shift`` and extras raised to ``extra_floor`` (chosen on validation
         data by the estimator; no-ops by default)."""
         caps, shifts = [float(self.score_cap)], [float(self.score_shift)]
-        return self.estimate_capped(
-            x, y, caps, shifts, float(self.score_floor), float(self.extra_floor)
-        )[0]
+        floors = float(self.score_floor), float(self.extra_floor), float(self.extra_cap)
+        return self.estimate_capped(x, y, caps, shifts, *floors)[0]
 
     @torch.no_grad()
     def estimate_capped(
@@ -182,14 +204,15 @@ class MIObjective(nn.Module):
         shifts: list[float] | None = None,
         floor: float = -math.inf,
         extra_floor: float = -math.inf,
+        extra_cap: float = math.inf,
     ) -> Tensor:
         """The bound on one batch of the critics ``clamp(S, floor, caps[c]) + shifts[c]`` with
         the extras raised to ``extra_floor``: ``[len(caps)]``, from one critic evaluation."""
         layout, extra, world = self.reductions(x, y)
-        extra = self._floored(extra, extra_floor)
+        extra = self._floored(extra, extra_floor, extra_cap)
         values = []
         for cap, shift in zip(caps, shifts or [0.0] * len(caps), strict=True):
-            share = self._estimate(self._capped(layout, cap, shift, floor), extra)
+            share = self._estimate(self._capped(layout, cap, shift, floor, extra), extra)
             values.append(dist.all_reduce_sum(share) if world > 1 else share)
         return torch.stack(values).cpu()
 
@@ -198,8 +221,8 @@ class MIObjective(nn.Module):
         self, x: Tensor, y: Tensor, caps: list[float], floor: float = -math.inf
     ) -> Tensor:
         """``log mean_{i≠j} exp clamp(S_ij, floor, cap)`` of one batch per cap: ``[len(caps)]``."""
-        layout, _, world = self.reductions(x, y)
-        values = [self._capped(layout, cap, 0.0, floor).log_mean_exp_neg() for cap in caps]
+        layout, extra, world = self.reductions(x, y)
+        values = [self._capped(layout, cap, 0.0, floor, extra).log_mean_exp_neg() for cap in caps]
         return torch.stack(values).cpu()
 
     @torch.no_grad()
@@ -209,15 +232,29 @@ class MIObjective(nn.Module):
         return next(iter(extra.values())) if extra else None
 
     @torch.no_grad()
-    def positive_scores(self, x: Tensor, y: Tensor) -> Tensor:
-        """``S(x_i, y_i)`` of the paired rows: ``[n]``."""
-        return self.critic.pair_scores(x, y)  # type: ignore[operator, no-any-return]
+    def evaluated_positive_scores(self, x: Tensor, y: Tensor) -> Tensor:
+        """The evaluated critic (:meth:`estimate`'s clamp, centre and shift) on the paired
+        rows: ``[n]``."""
+        extra = self._floored(self._extra(x, y), float(self.extra_floor), float(self.extra_cap))
+        centre = self._centre(extra)
+        c = 0.0 if centre is None else centre.squeeze(0)
+        s: Tensor = self.critic.pair_scores(x, y)  # type: ignore[operator]
+        floor, cap = float(self.score_floor), float(self.score_cap)
+        return (s - c).clamp(min=floor, max=cap) + c + float(self.score_shift)
+
+    @torch.no_grad()
+    def positive_scores(self, x: Tensor, y: Tensor, centred: bool = False) -> Tensor:
+        """``S(x_i, y_i)`` of the paired rows: ``[n]``; ``centred``: minus the exponent's
+        :meth:`_centre` (TUBA: ``S_ii − b(y_i)``, the scale its cap is chosen on)."""
+        scores: Tensor = self.critic.pair_scores(x, y)  # type: ignore[operator]
+        centre = self._centre(self._extra(x, y)) if centred else None
+        return scores if centre is None else scores - centre.squeeze(0)
 
     @torch.no_grad()
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         """Per-pair ``log r(x_i, y_i)`` estimate on one batch (the bound's ``pointwise``): ``[K]``
         (one process; the batch's dense scores)."""
-        extra = self._floored(self._extra(x, y), float(self.extra_floor))
-        floor, cap = float(self.score_floor), float(self.score_cap)
-        scores = self.critic(x, y).clamp(min=floor, max=cap) + float(self.score_shift)
-        return self.spec.pointwise(scores, **extra)
+        extra = self._floored(self._extra(x, y), float(self.extra_floor), float(self.extra_cap))
+        floor, cap, shift = float(self.score_floor), float(self.score_cap), float(self.score_shift)
+        layout = self._capped(PairScores(self.critic(x, y)), cap, shift, floor, extra)
+        return self.spec.pointwise(layout.scores, **extra)  # type: ignore[attr-defined]
