@@ -314,3 +314,19 @@ def test_rank_settings_puts_never_failing_settings_first_by_mean_absolute_error(
     ]
     assert ranked[0]["mae"] == pytest.approx(0.15) and ranked[1]["mae"] == pytest.approx(0.3)
     assert ranked[-1]["failed"] == 1
+
+
+def test_tuba_cap_bounds_the_exponent_s_minus_b() -> None:
+    """TUBA's exponent is ``S_ij − b(y_j)``: its cap is applied there, i.e. the evaluated
+    critic is ``b(y) + min(S − b(y), cap)`` — checked entry by entry."""
+    est = MIEstimator(bound="tuba", steps=40, hidden=16)
+    est.fit(X, Y, progress=False)
+    obj = est.objective
+    xb, yb = (torch.as_tensor(a[:64], dtype=torch.float32) for a in (X, Y))
+    with torch.no_grad():
+        s, b = obj.critic(xb, yb), obj._extra(xb, yb)["baseline"]
+        cap = float((s.diagonal() - b).median())
+        from infomax.reductions import PairScores
+
+        got = obj._capped(PairScores(s), cap, 0.0, -math.inf, {"baseline": b}).scores
+    torch.testing.assert_close(got, b[None, :] + (s - b[None, :]).clamp(max=cap))
