@@ -211,13 +211,13 @@ def test_estimate_preset_and_marginals_reach_the_config(data: Path, tmp_path: Pa
             "--eval-batch-size",
             "64",
             "--marginals",
-            "normal-scores",
+            "none",
         ]
     )
     payload, _ = json.JSONDecoder().raw_decode(res.output)
     cfg = payload["config"]
     assert cfg["preset"] == "high-mi" and cfg["critic"] == "dot-additive"  # from the preset
-    assert cfg["steps"] == 20 and cfg["marginals"] == "normal-scores"  # given: override
+    assert cfg["steps"] == 20 and cfg["marginals"] == "none"  # given: override
     assert payload["n_val"] == 180 and payload["splits"]["mi"] == "test"
     _fails([*args, "--preset", "fast"], "valid names: high-mi")
     _fails([*args, "--marginals", "rank"], "valid names: none, normal-scores, standardize")

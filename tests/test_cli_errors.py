@@ -272,14 +272,15 @@ def test_absurd_estimate_is_an_error_not_a_number(tmp_path: Path) -> None:
     x, y = _cubic(800)
     kw = dict(steps=60, batch_size=32, progress=False)
     with pytest.raises(EstimationFailed, match="not a usable MI estimate") as err:
-        estimate_mi(x, y, "js", cap_scores=False, **kw)
+        estimate_mi(x, y, "js", cap_scores=False, marginals="standardize", **kw)
     assert "normal-scores" in str(err.value)
     fixed = estimate_mi(x, y, "js", cap_scores=False, marginals="normal-scores", **kw)
     assert math.isfinite(fixed.mi) and fixed.mi > -0.2
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     args = ["estimate", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--bound", "js"]
-    args += ["--steps", "60", "--batch-size", "32", "--out", str(tmp_path / "run"), "--json"]
+    args += ["--steps", "60", "--batch-size", "32", "--marginals", "standardize"]
+    args += ["--out", str(tmp_path / "run"), "--json"]
     result = _run(args)
     assert result.exit_code == 0, result.output
     payload, _ = json.JSONDecoder().raw_decode(result.output)

@@ -72,7 +72,8 @@ BUDGET_OPTIONS = {
     "critic": "Critic for every bound.",
     "lr": "Adam learning rate.",
     "patience": "Early-stopping patience in evaluations.",
-    "preset": "Named estimation settings (e.g. high-mi); the budget options given override them.",
+    "preset": "Named estimation settings (e.g. high-mi); budget options set to a non-default "
+    "value override them.",
 }
 
 

@@ -36,7 +36,8 @@ from ._common import warn as warn_line
         "lr": "Adam learning rate.",
         "marginals": "Per-dimension transform fitted on the training split: standardize, "
         "normal-scores (rank-based; heavy tails) or none.",
-        "preset": "Named settings (e.g. high-mi); the options given override them.",
+        "preset": "Named settings (e.g. high-mi); options set to a non-default value "
+        "override them.",
         "eval_batch_size": "Pairs per validation / test batch (default: --batch-size).",
         "val_fraction": "Share of the samples for validation (early stopping, selection).",
         "test_fraction": "Share of the samples for the reported test estimate.",
