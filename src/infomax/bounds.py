@@ -9,7 +9,7 @@ over off-diagonal entries.
 Each bound is written **once**, as a function of the reductions of :mod:`infomax.reductions`
 (positives, row log-sum-exp, log-sum-exp / sum over negatives). Given a tensor it is the dense
 function of ``S``; given :class:`~infomax.reductions.PairScores` with ``per_row=True`` it is the
-per-row terms (``*_terms``, for the bootstrap); given a tiled layout of
+per-row terms (``*_terms``, one value per row); given a tiled layout of
 :mod:`infomax.kernels` it is the same value computed in tiles (SPEC §8) and across ranks.
 
 >>> import torch

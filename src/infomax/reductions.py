@@ -16,7 +16,7 @@ they are computed is the layout's business, never the formula's:
 
 - :class:`PairScores`: a materialised square ``S: [K, K]`` whose diagonal holds the positives
   (the estimation setting); ``per_row=True`` turns every formula into its per-row terms ``[K]``
-  (``mean`` and ``share`` then return their argument), which the bootstrap and tests use;
+  (``mean`` and ``share`` then return their argument), which the per-row terms and tests use;
 - :class:`SplitScores`: materialised ``pos: [R]`` and ``neg: [R, M]`` (SimCLR's ``2N`` anchors,
   MoCo's queue or in-batch keys), possibly with columns gathered from other ranks;
 - :class:`infomax.kernels.layouts.TiledPairScores` / ``TiledSimCLRScores``: the same reductions

@@ -515,7 +515,7 @@ def plot_staircase(
             math.log(batch_size), color="grey", ls=":", label=f"log K = {math.log(batch_size):.2f}"
         )
     ax.set_xlabel("true MI (nats)")
-    ax.set_ylabel("held-out estimate (nats)")
+    ax.set_ylabel("test-split estimate (nats)")
     ax.set_title("MI estimates vs truth (mean ± std over seeds)")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
