@@ -222,11 +222,12 @@ def test_select_evaluation_picks_the_best_capped_and_calibrated_critic() -> None
         pos = obj.positive_scores(xv, yv).double()
         caps = torch.quantile(pos, torch.tensor(CAP_QUANTILES).double()).tolist()
         scores = [obj.critic(xv[i : i + k], yv[i : i + k]).double() for i in range(0, 1024, k)]
-    floor = -math.inf  # the low negative scores are left alone
-    assert math.isinf(choice.floor) and math.isinf(choice.extra_floor)
+    assert math.isinf(choice.extra_floor)  # JS has no extra network
+    low = scores[0].min()  # the low negative scores are left alone
+    assert float(obj._evaluated(scores[0], {}, choice.cap).min()) == pytest.approx(float(low))
     best = -math.inf
     for c in caps:
-        capped = [s.clamp(min=floor, max=c) for s in scores]
+        capped = [s.clamp(max=c) for s in scores]
         lme = torch.stack([bounds.log_mean_exp_offdiag(s) for s in capped])
         c_shift = float(math.log(len(lme)) - torch.logsumexp(lme, 0))
         v = float(torch.stack([bounds.js_estimate(s + c_shift) for s in capped]).mean())
@@ -246,7 +247,12 @@ def test_flo_and_tuba_extras_are_clamped_to_their_validation_range() -> None:
         obj = est.objective
         lo, hi = float(obj.extra_floor), float(obj.extra_cap)
         assert math.isfinite(lo) and math.isfinite(hi) and lo < hi
-        assert math.isinf(float(obj.score_floor))
+        if bound == "flo":  # no score floor: the lowest scores are evaluated as they are
+            xb, yb = (torch.as_tensor(a[:64], dtype=torch.float32) for a in (X, Y))
+            with torch.no_grad():
+                s = obj.critic(xb, yb)
+                ev = obj._evaluated(s, {}, float(obj.score_cap), 0.0)
+            assert float(ev.min()) == float(s.min())
 
 
 def test_exact_normalizer_bound_is_the_truth_for_the_exact_critic_and_below_otherwise(
@@ -328,5 +334,5 @@ def test_tuba_cap_bounds_the_exponent_s_minus_b() -> None:
         cap = float((s.diagonal() - b).median())
         from infomax.reductions import PairScores
 
-        got = obj._capped(PairScores(s), cap, 0.0, -math.inf, {"baseline": b}).scores
+        got = obj._capped(PairScores(s), {"baseline": b}, cap).scores
     torch.testing.assert_close(got, b[None, :] + (s - b[None, :]).clamp(max=cap))

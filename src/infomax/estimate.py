@@ -401,13 +401,11 @@ CAP_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 @dataclass(frozen=True)
 class EvaluationChoice:
     """How the fitted critic is evaluated, chosen on validation (:func:`select_evaluation`):
-    scores ``clamp(S, floor, cap) + shift`` (the estimator leaves ``floor`` at ``−inf``: raising
-    the many low negative scores would cost every bound), FLO's ``u`` / TUBA's ``b`` clamped to
-    ``[extra_floor, extra_cap]``; ``value`` is the validation bound of that critic."""
+    scores ``min(S, cap) + shift``, FLO's ``u`` / TUBA's ``b`` clamped to ``[extra_floor,
+    extra_cap]``; ``value`` is the validation bound of that critic."""
 
     cap: float
     shift: float
-    floor: float
     extra_floor: float
     extra_cap: float
     value: float
@@ -416,7 +414,6 @@ class EvaluationChoice:
         """Store the choice in the objective's evaluation buffers."""
         objective.score_cap.fill_(self.cap)
         objective.score_shift.fill_(self.shift)
-        objective.score_floor.fill_(self.floor)
         objective.extra_floor.fill_(self.extra_floor)
         objective.extra_cap.fill_(self.extra_cap)
 
@@ -436,40 +433,33 @@ def select_evaluation(
     batch-mean bound) of the :data:`CAP_QUANTILES` of the validation positive scores, never
     above the largest, and FLO's ``u`` / TUBA's ``b`` are clamped to their validation range,
     so that a held-out outlier can no longer blow up ``exp`` (a tiled evaluation,
-    ``objective.tiled(k)``, is not capped: the kernels never hold the scores). With
-    ``calibrate``: ``shift = −log mean_{i≠j} exp min(S_ij, cap)`` over
-    all validation negatives (it self-normalises NWJ / JS reports). Each choice is itself a
-    critic, so the test estimate stays a bound."""
-    pos = objective.positive_scores(x, y, centred=True).double()
-    floor, caps, extra_floor, extra_cap = -math.inf, [math.inf], -math.inf, math.inf
+    ``objective.tiled(k)``, is not capped: the kernels never hold the scores). The low scores
+    are left alone: raising the many low negatives would cost every bound. With
+    ``calibrate``: ``shift = −log mean_{i≠j} exp min(S_ij, cap)`` over all validation
+    negatives (it self-normalises NWJ / JS reports). Each choice is itself a critic, so the
+    test estimate stays a bound. Each validation batch is scored once."""
+    caps, extra_range = [math.inf], (-math.inf, math.inf)
     if cap and not objective.tiled(k):
+        pos = objective.positive_scores(x, y, centred=True).double()
         q = torch.tensor(CAP_QUANTILES, dtype=pos.dtype, device=pos.device)
         caps = torch.quantile(pos, q).tolist()
     if cap:
         extra = objective.extra_values(x, y)
         if extra is not None:
-            extra_floor, extra_cap = float(extra.min()), float(extra.max())
-    starts = range(0, x.shape[0] - k + 1, k)
+            extra_range = float(extra.min()), float(extra.max())
+    batches = [
+        objective.evaluation_batch(x[i : i + k], y[i : i + k], extra_range)
+        for i in range(0, x.shape[0] - k + 1, k)
+    ]
     shifts = [0.0] * len(caps)
     if calibrate:
-        lme = torch.stack(
-            [
-                objective.log_mean_exp_negatives(x[i : i + k], y[i : i + k], caps, floor)
-                for i in starts
-            ]
-        ).double()
+        lme = torch.stack([objective.log_mean_exp_negatives(b, caps) for b in batches]).double()
         shifts = (math.log(lme.shape[0]) - torch.logsumexp(lme, dim=0)).tolist()
-    per_batch = [
-        objective.estimate_capped(
-            x[i : i + k], y[i : i + k], caps, shifts, floor, extra_floor, extra_cap
-        )
-        for i in starts
-    ]
+    per_batch = [objective.estimate_capped(b, caps, shifts) for b in batches]
     means = torch.stack(per_batch).double().mean(dim=0)
     means = torch.where(torch.isfinite(means), means, torch.full_like(means, -math.inf))
     best = int(torch.argmax(means))
-    choice = caps[best], shifts[best], floor, extra_floor, extra_cap, float(means[best])
-    return EvaluationChoice(*choice)
+    return EvaluationChoice(caps[best], shifts[best], *extra_range, float(means[best]))
 
 
 def t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, tuple[float, float]]:
@@ -832,8 +822,7 @@ class MIEstimator:
         cfg = EstimateConfig.from_dict(payload["config"])
         est = cls(dataclasses.replace(cfg, device=device))
         dx, dy = payload["dims"]
-        torch.manual_seed(cfg.seed)
-        objective = _objective(cfg, dx, dy)
+        objective = _objective(cfg, dx, dy)  # weights come from the file: no reseeding
         objective.load_state_dict(payload["state"])
         est.objective = objective.to(resolve_device(device)).eval()
         est.marginals = (

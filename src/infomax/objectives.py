@@ -32,7 +32,6 @@ class MIObjective(nn.Module):
 
     score_cap: Tensor
     score_shift: Tensor
-    score_floor: Tensor
     extra_floor: Tensor
     extra_cap: Tensor
 
@@ -52,14 +51,12 @@ class MIObjective(nn.Module):
         self.critic = critic
         self.smile_clip = smile_clip
         self.memory_efficient = memory_efficient
-        #: Evaluation (``estimate``, dense batches) scores with ``clamp(S, score_floor,
-        #: score_cap) + score_shift`` and clamps FLO's ``u`` / TUBA's ``b`` to
-        #: ``[extra_floor, extra_cap]``:
+        #: Evaluation (``estimate``, dense batches) scores with ``min(S, score_cap) +
+        #: score_shift`` and clamps FLO's ``u`` / TUBA's ``b`` to ``[extra_floor, extra_cap]``:
         #: itself a critic, so every bound stays a bound, while a held-out outlier can no
         #: longer blow up an exponential term. Chosen on validation data by the estimator.
         self.register_buffer("score_cap", torch.tensor(math.inf))
         self.register_buffer("score_shift", torch.tensor(0.0))
-        self.register_buffer("score_floor", torch.tensor(-math.inf))
         self.register_buffer("extra_floor", torch.tensor(-math.inf))
         self.register_buffer("extra_cap", torch.tensor(math.inf))
         self._has_kernel = (
@@ -148,82 +145,87 @@ class MIObjective(nn.Module):
         value = dist.all_reduce_sum(share) if world > 1 else share
         return world * loss, value
 
-    def _capped(
-        self,
-        layout: Reductions,
-        cap: float,
-        shift: float = 0.0,
-        floor: float = -math.inf,
-        extra: dict[str, Tensor] | None = None,
-    ) -> Reductions:
-        """The layout of the critic ``clamp(S − c, floor, cap) + c + shift`` with ``c`` the
-        :meth:`_centre` of the exponent (tiled: unchanged)."""
-        if not isinstance(layout, PairScores) or (
-            math.isinf(cap) and math.isinf(floor) and shift == 0.0
-        ):
-            return layout  # tiled layouts: as trained (large K averages the outliers away)
-        centre = self._centre(extra or {})
-        scores = layout.scores if centre is None else layout.scores - centre
-        clamped = scores.clamp(min=floor, max=cap) + shift
-        return PairScores(clamped if centre is None else clamped + centre, per_row=layout.per_row)
+    def _evaluated(
+        self, scores: Tensor, extra: dict[str, Tensor], cap: float, shift: float = 0.0
+    ) -> Tensor:
+        """The critic ``min(S − c, cap) + c + shift`` of any score tensor (``[K, K]`` or the
+        positives ``[K]``), ``c`` the :meth:`_centre` of the bound's exponent."""
+        if math.isinf(cap) and shift == 0.0:
+            return scores
+        centre = self._centre(extra, diagonal=scores.ndim == 1)
+        if centre is None:
+            return scores.clamp(max=cap) + shift
+        return (scores - centre).clamp(max=cap) + centre + shift
 
-    def _centre(self, extra: dict[str, Tensor]) -> Tensor | None:
-        """What the bound's exponent subtracts from ``S_ij``: TUBA's ``b(y_j)`` (``[1, K]``),
-        so its cap bounds ``S − b`` (``b(y) + min(S − b(y), cap)`` is a critic too); ``None``
-        for the others, whose exponent is ``S`` itself."""
+    def _centre(self, extra: dict[str, Tensor], diagonal: bool = False) -> Tensor | None:
+        """What the bound's exponent subtracts from ``S_ij``: TUBA's ``b(y_j)`` (``[1, K]``, or
+        ``[K]`` for the positives), so its cap bounds ``S − b`` (``b(y) + min(S − b(y), cap)``
+        is a critic too); ``None`` for the others, whose exponent is ``S`` itself."""
         if self.spec.extra == "baseline" and "baseline" in extra:
-            return extra["baseline"].unsqueeze(0)
+            b = extra["baseline"]
+            return b if diagonal else b.unsqueeze(0)
         return None
 
-    @staticmethod
-    def _floored(
-        extra: dict[str, Tensor], floor: float, cap: float = math.inf
+    def _capped(
+        self, layout: Reductions, extra: dict[str, Tensor], cap: float, shift: float = 0.0
+    ) -> Reductions:
+        """The layout of :meth:`_evaluated` (tiled layouts: unchanged, the kernels never hold
+        the scores)."""
+        if not isinstance(layout, PairScores):
+            return layout
+        return PairScores(self._evaluated(layout.scores, extra, cap, shift), per_row=layout.per_row)
+
+    def _clamp_extra(
+        self, extra: dict[str, Tensor], extra_range: tuple[float, float] | None = None
     ) -> dict[str, Tensor]:
-        """FLO's ``u`` / TUBA's ``b(y)`` clamped to ``[floor, cap]`` (any ``u`` or ``b`` gives
-        a bound; a held-out outlier can then no longer make ``exp(−u)`` explode or ``−u``
-        dominate the mean)."""
-        if math.isinf(floor) and math.isinf(cap):
+        """FLO's ``u`` / TUBA's ``b(y)`` clamped to ``extra_range`` (default: the
+        ``extra_floor`` / ``extra_cap`` buffers). Any ``u`` or ``b`` gives a bound, and a
+        held-out outlier can then no longer make ``exp(−u)`` explode or ``−u`` dominate."""
+        lo, hi = extra_range or (float(self.extra_floor), float(self.extra_cap))
+        if math.isinf(lo) and math.isinf(hi):
             return extra
-        return {k: v.clamp(min=floor, max=cap) for k, v in extra.items()}
+        return {k: v.clamp(min=lo, max=hi) for k, v in extra.items()}
+
+    def evaluation_batch(
+        self, x: Tensor, y: Tensor, extra_range: tuple[float, float] | None = None
+    ) -> tuple[Reductions, dict[str, Tensor], int]:
+        """``(layout, extras, world)`` of one batch as :meth:`reductions`, the extras clamped
+        (:meth:`_clamp_extra`): what :meth:`estimate_capped` evaluates, computed once."""
+        layout, extra, world = self.reductions(x, y)
+        return layout, self._clamp_extra(extra, extra_range), world
 
     @torch.no_grad()
     def estimate(self, x: Tensor, y: Tensor) -> Tensor:
-        """The reported bound (nats) on one batch, of the critic ``clamp(S, score_floor,
-        score_cap) + score_shift`` and extras raised to ``extra_floor`` (chosen on validation
-        data by the estimator; no-ops by default)."""
-        caps, shifts = [float(self.score_cap)], [float(self.score_shift)]
-        floors = float(self.score_floor), float(self.extra_floor), float(self.extra_cap)
-        return self.estimate_capped(x, y, caps, shifts, *floors)[0]
+        """The reported bound (nats) on one batch, of the critic ``min(S, score_cap) +
+        score_shift`` with the extras clamped to ``[extra_floor, extra_cap]`` (chosen on
+        validation data by the estimator; no-ops by default)."""
+        batch = self.evaluation_batch(x, y)
+        return self.estimate_capped(batch, [float(self.score_cap)], [float(self.score_shift)])[0]
 
     @torch.no_grad()
     def estimate_capped(
         self,
-        x: Tensor,
-        y: Tensor,
+        batch: tuple[Reductions, dict[str, Tensor], int],
         caps: list[float],
         shifts: list[float] | None = None,
-        floor: float = -math.inf,
-        extra_floor: float = -math.inf,
-        extra_cap: float = math.inf,
     ) -> Tensor:
-        """The bound on one batch of the critics ``clamp(S, floor, caps[c]) + shifts[c]`` with
-        the extras raised to ``extra_floor``: ``[len(caps)]``, from one critic evaluation."""
-        layout, extra, world = self.reductions(x, y)
-        extra = self._floored(extra, extra_floor, extra_cap)
+        """The bound of the critics ``min(S, caps[c]) + shifts[c]`` on one
+        :meth:`evaluation_batch`: ``[len(caps)]``, from one critic evaluation."""
+        layout, extra, world = batch
         values = []
         for cap, shift in zip(caps, shifts or [0.0] * len(caps), strict=True):
-            share = self._estimate(self._capped(layout, cap, shift, floor, extra), extra)
+            share = self._estimate(self._capped(layout, extra, cap, shift), extra)
             values.append(dist.all_reduce_sum(share) if world > 1 else share)
         return torch.stack(values).cpu()
 
     @torch.no_grad()
     def log_mean_exp_negatives(
-        self, x: Tensor, y: Tensor, caps: list[float], floor: float = -math.inf
+        self, batch: tuple[Reductions, dict[str, Tensor], int], caps: list[float]
     ) -> Tensor:
-        """``log mean_{i≠j} exp clamp(S_ij, floor, cap)`` of one batch per cap: ``[len(caps)]``."""
-        layout, extra, world = self.reductions(x, y)
-        values = [self._capped(layout, cap, 0.0, floor, extra).log_mean_exp_neg() for cap in caps]
-        return torch.stack(values).cpu()
+        """``log mean_{i≠j} exp min(S_ij, cap)`` of one :meth:`evaluation_batch` per cap:
+        ``[len(caps)]``."""
+        layout, extra, _ = batch
+        return torch.stack([self._capped(layout, extra, c).log_mean_exp_neg() for c in caps]).cpu()
 
     @torch.no_grad()
     def extra_values(self, x: Tensor, y: Tensor) -> Tensor | None:
@@ -233,14 +235,11 @@ class MIObjective(nn.Module):
 
     @torch.no_grad()
     def evaluated_positive_scores(self, x: Tensor, y: Tensor) -> Tensor:
-        """The evaluated critic (:meth:`estimate`'s clamp, centre and shift) on the paired
-        rows: ``[n]``."""
-        extra = self._floored(self._extra(x, y), float(self.extra_floor), float(self.extra_cap))
-        centre = self._centre(extra)
-        c = 0.0 if centre is None else centre.squeeze(0)
+        """The evaluated critic (:meth:`estimate`'s cap, centre and shift) on the paired rows:
+        ``[n]``."""
+        extra = self._clamp_extra(self._extra(x, y))
         s: Tensor = self.critic.pair_scores(x, y)  # type: ignore[operator]
-        floor, cap = float(self.score_floor), float(self.score_cap)
-        return (s - c).clamp(min=floor, max=cap) + c + float(self.score_shift)
+        return self._evaluated(s, extra, float(self.score_cap), float(self.score_shift))
 
     @torch.no_grad()
     def positive_scores(self, x: Tensor, y: Tensor, centred: bool = False) -> Tensor:
@@ -254,7 +253,6 @@ class MIObjective(nn.Module):
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         """Per-pair ``log r(x_i, y_i)`` estimate on one batch (the bound's ``pointwise``): ``[K]``
         (one process; the batch's dense scores)."""
-        extra = self._floored(self._extra(x, y), float(self.extra_floor), float(self.extra_cap))
-        floor, cap, shift = float(self.score_floor), float(self.score_cap), float(self.score_shift)
-        layout = self._capped(PairScores(self.critic(x, y)), cap, shift, floor, extra)
-        return self.spec.pointwise(layout.scores, **extra)  # type: ignore[attr-defined]
+        extra = self._clamp_extra(self._extra(x, y))
+        cap, shift = float(self.score_cap), float(self.score_shift)
+        return self.spec.pointwise(self._evaluated(self.critic(x, y), extra, cap, shift), **extra)
