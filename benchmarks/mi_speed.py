@@ -448,23 +448,27 @@ def main(argv: list[str] | None = None) -> None:
         front_ours(a.bounds[0], data, min(a.steps, 100), a.seed)
         front_mist(a.bounds[0], data, min(a.steps, 100), a.seed)
 
-    for rep in range(a.repeats):
-        order = (("ours", raw_ours), ("mist", raw_mist))
-        if rep % 2:
-            order = order[::-1]
-        for b in a.bounds:
-            for name, fn in order:
-                seconds, last = fn(b, xz, yz, a.steps, a.lr, a.seed + rep)
-                record(b, f"raw_{name}", {"repeat": rep, "seconds": seconds, "last_loss": last})
+    Run = Callable[[str, int], dict]
+
+    def raw(fn: Callable[..., tuple[float, float]]) -> Run:  # (seconds, last loss) -> record
+        def run(b: str, seed: int) -> dict:
+            seconds, last = fn(b, xz, yz, a.steps, a.lr, seed)
+            return {"seconds": seconds, "last_loss": last}
+
+        return run
+
+    def front(fn: Callable[..., dict]) -> Run:
+        return lambda b, seed: fn(b, data, a.steps, seed)
+
+    parts: list[tuple[str, Run, Run]] = [("raw", raw(raw_ours), raw(raw_mist))]
     if not a.skip_front_door:
+        parts.append(("front", front(front_ours), front(front_mist)))
+    for part, ours, mist in parts:  # ours / torch-mist interleaved, order alternating per repeat
         for rep in range(a.repeats):
-            order_f = (("ours", front_ours), ("mist", front_mist))
-            if rep % 2:
-                order_f = order_f[::-1]
+            order = (("ours", ours), ("mist", mist))
             for b in a.bounds:
-                for name, fn in order_f:
-                    info = fn(b, data, a.steps, a.seed + rep)
-                    record(b, f"front_{name}", {"repeat": rep, **info})
+                for name, fn in order[:: -1 if rep % 2 else 1]:
+                    record(b, f"{part}_{name}", {"repeat": rep, **fn(b, a.seed + rep)})
 
     rows = save(final=True)
     per = 1000.0 / a.steps
