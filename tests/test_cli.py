@@ -221,6 +221,14 @@ def test_estimate_preset_and_marginals_reach_the_config(data: Path, tmp_path: Pa
     assert payload["n_val"] == 180 and payload["splits"]["mi"] == "test"
     _fails([*args, "--preset", "fast"], "valid names: high-mi")
     _fails([*args, "--marginals", "rank"], "valid names: none, normal-scores, standardize")
+    # an option given on the command line wins even when it equals the plain default
+    # (normal-scores; the preset says standardize)
+    short = ["--steps", "20", "--batch-size", "32", "--eval-batch-size", "64"]
+    res = _ok([*args, "--preset", "high-mi", *short, "--marginals", "normal-scores"])
+    cfg = json.JSONDecoder().raw_decode(res.output)[0]["config"]
+    assert cfg["marginals"] == "normal-scores" and cfg["critic"] == "dot-additive"
+    res = _ok([*args, "--preset", "high-mi", *short])
+    assert json.JSONDecoder().raw_decode(res.output)[0]["config"]["marginals"] == "standardize"
 
 
 def test_list_names_marginals_and_presets() -> None:

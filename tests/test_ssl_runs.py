@@ -254,15 +254,6 @@ def test_a_run_saved_before_the_objective_rename_evaluates_and_resumes(tmp_path)
     assert json.loads(cfg_path.read_text())["objective"] == "js"
 
 
-def test_the_demo_replaces_its_previous_run(tmp_path, monkeypatch):
-    from infomax.experiments import ssl_digits
-
-    seen = []
-    monkeypatch.setattr(ssl_digits, "train_ssl", lambda cfg, out, **kw: seen.append(kw) or {})
-    ssl_digits.demo_simclr_digits(tmp_path, progress=False)
-    assert seen == [{"overwrite": True}]
-
-
 # --- evaluate_checkpoint ------------------------------------------------------------------------
 
 
@@ -290,3 +281,78 @@ def test_eval_names_the_settings_that_differ(tmp_path):
     torch.save({"weights": 1}, ckpt)
     with pytest.raises(ValueError, match="not a training checkpoint"):
         evaluate_checkpoint(ckpt, device="cpu")
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+
+def test_preset_values_are_the_base_and_options_override_them() -> None:
+    from infomax.ssl import SSL_PRESETS
+
+    mnist = SSLConfig.from_preset(data="mnist")
+    assert mnist.preset == "mnist"
+    for name, value in SSL_PRESETS.get("mnist").items():
+        assert getattr(mnist, name) == value
+    assert SSLConfig.from_preset(data="mnist", epochs=10).epochs == 10  # = the plain default
+    assert SSLConfig.from_preset(data="digits") == SSLConfig(preset="digits")
+    assert SSLConfig.from_preset(data="cifar10").preset is None  # no preset: the defaults
+    assert SSLConfig.from_preset(None, data="mnist") == SSLConfig(data="mnist")
+    recipe = SSLConfig.from_preset(
+        "mnist", data="fashion-mnist"
+    )  # one data set's recipe on another
+    assert (recipe.data, recipe.epochs, recipe.preset) == ("fashion-mnist", 8, "mnist")
+    with pytest.raises(ValueError, match="unknown SSL preset 'imagenet'.*mnist"):
+        SSLConfig.from_preset("imagenet")
+    with pytest.raises(ValueError, match=r"unknown SSL setting\(s\) \['epoch'\]"):
+        SSLConfig.from_preset(epoch=3)
+
+
+def test_results_json_records_the_preset_and_its_values(tmp_path) -> None:
+    values = {k: v for k, v in vars(_cfg(data="digits")).items() if k != "preset"}
+    cfg = SSLConfig.from_preset("digits", **values)
+    train_ssl(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["preset"] == {"name": "digits", "values": {}}
+    assert saved["config"]["preset"] == "digits"
+
+
+def test_cli_train_preset_given_options_win_even_at_their_default(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import infomax.ssl as ssl
+    from infomax.cli import app
+
+    seen: list[SSLConfig] = []
+    metrics = {
+        "linear_probe_acc": 0.5,
+        "knn_acc": 0.5,
+        "alignment": 0.1,
+        "uniformity": -1.0,
+        "epochs": 1,
+        "train_seconds": 1.0,
+    }
+    monkeypatch.setattr(ssl, "train_ssl", lambda cfg, out, **kw: seen.append(cfg) or metrics)
+    runner = CliRunner()
+    base = ["train", "simclr", "--data", "mnist", "--data-dir", str(tmp_path)]
+    for extra in ([], ["--epochs", "10"], ["--preset", "none"], ["--preset", "fashion-mnist"]):
+        out = ["--out", str(tmp_path / f"run{len(seen)}")]
+        result = runner.invoke(app, [*base, *extra, *out])
+        assert result.exit_code == 0, result.output
+    default, given, none, other = seen
+    assert (default.preset, default.epochs, default.encoder, default.objective) == (
+        "mnist",
+        8,
+        "cnn",
+        "js",
+    )
+    assert (
+        "preset mnist: encoder=cnn"
+        in runner.invoke(app, [*base, "--out", str(tmp_path / "x")]).output
+    )
+    assert (given.preset, given.epochs, given.width) == ("mnist", 10, 16)  # 10 = the default
+    assert (none.preset, none.epochs, none.encoder) == (None, 10, "auto")
+    assert (other.preset, other.epochs, other.data) == ("fashion-mnist", 6, "mnist")
+    bad = runner.invoke(app, [*base, "--preset", "imagenet"])
+    assert bad.exit_code == 2 and "--preset" in bad.output and "mnist" in bad.output
+    help_text = runner.invoke(app, ["train", "--help"]).output
+    assert "mnist: encoder=cnn" in " ".join(help_text.split())

@@ -10,7 +10,8 @@ frozen config dataclass (name, type and default), so that no default is written 
 >>> @config_options(Cfg, {"steps": "Training steps.", "sizes": "Batch sizes."}, into="cfg")
 ... def cmd(*, cfg: Fields) -> Fields:
 ...     return cfg
->>> [(p.name, p.default.default) for p in inspect.signature(cmd).parameters.values()]
+>>> params = inspect.signature(cmd).parameters
+>>> [(name, params[name].default.default) for name in ("steps", "sizes")]
 [('steps', 100), ('sizes', '8,16')]
 >>> cmd(steps=5, sizes="4, 32")
 {'steps': 5, 'sizes': (4, 32)}
@@ -24,6 +25,7 @@ import inspect
 import os
 import typing
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import typer
@@ -255,16 +257,37 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
         if clash:
             raise TypeError(f"{fn.__name__}: options {sorted(clash)} are declared twice")
         at = names.index(into)
-        new = sig.replace(parameters=[*params[:at], *generated, *hidden, *params[at + 1 :]])
+        # the innermost of stacked config_options declares the context parameter and removes it
+        owns_context = _CONTEXT not in names
+        context = [
+            inspect.Parameter(
+                _CONTEXT, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context
+            )
+        ]
+        new = sig.replace(
+            parameters=[
+                *params[:at],
+                *generated,
+                *hidden,
+                *(context if owns_context else []),
+                *params[at + 1 :],
+            ]
+        )
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in options}
+            ctx = kwargs.pop(_CONTEXT, None) if owns_context else kwargs.get(_CONTEXT)
+            explicit = _given_on_command_line(ctx, options)
+            if explicit is not None:
+                explicit |= _GIVEN.get() or set()  # an outer config_options' options
             for name, (flag, default, names) in aliases.items():
                 for param_name, alias in names:
                     given = kwargs.pop(param_name, None)
                     if given is None:
                         continue
+                    if explicit is not None:
+                        explicit.add(name)
                     if values[name] not in (default, given):
                         raise ValueError(
                             f"{alias} is an earlier name of {flag}: give one of them, "
@@ -273,7 +296,11 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
                     values[name] = given
             for name, (parse, flag) in parsers.items():
                 values[name] = parse(values[name], flag)
-            return fn(*args, **kwargs, **{into: values})
+            token = _GIVEN.set(explicit)
+            try:
+                return fn(*args, **kwargs, **{into: values})
+            finally:
+                _GIVEN.reset(token)
 
         wrapper.__signature__ = new  # type: ignore[attr-defined]
         wrapper.__annotations__ = {
@@ -285,9 +312,33 @@ def config_options(source: Any, options: Mapping[str, str | Opt], *, into: str) 
     return decorate
 
 
+#: the hidden parameter through which typer hands :func:`config_options` the click context
+_CONTEXT = "_click_context"
+#: the config options the user gave to the command running now (``None``: called from Python)
+_GIVEN: ContextVar[set[str] | None] = ContextVar("infomax_given_options", default=None)
+
+
+def _given_on_command_line(ctx: Any, names: Mapping[str, Any]) -> set[str] | None:
+    """The ``names`` whose option the user gave (click's parameter source is not the default:
+    command line or environment); ``None`` without a click context (called from Python)."""
+    if ctx is None:
+        return None
+    given = set()
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            given.add(name)
+    return given
+
+
 def preset_options(settings: Fields, defaults: Any) -> Fields:
-    """The options the user set: with a ``preset``, options left at their default (the
-    ``defaults`` config's value) come from the preset instead of overriding it."""
+    """The options the user set: with a ``preset``, options the user did not give come from
+    the preset instead of overriding it; one given on the command line wins even when it
+    equals the default. Called from Python (no click context), an option counts as given when
+    it differs from the ``defaults`` config's value."""
     if not settings.get("preset"):
         return settings
-    return {k: v for k, v in settings.items() if k == "preset" or v != getattr(defaults, k)}
+    given = _GIVEN.get()
+    if given is None:
+        return {k: v for k, v in settings.items() if k == "preset" or v != getattr(defaults, k)}
+    return {k: v for k, v in settings.items() if k == "preset" or k in given}

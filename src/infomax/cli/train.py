@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ..ssl import SSLConfig
+from ..ssl import SSL_PRESETS, SSLConfig
+from ..ssl.trainer import preset_text
 from ._common import (
     DEVICE,
     MEMORY_EFFICIENT,
@@ -16,10 +17,33 @@ from ._common import (
     console,
     friendly_errors,
     out_dir,
+    preset_options,
+)
+
+
+def _parse_preset(text: str, flag: str) -> str | None:
+    name = text.strip().lower()
+    if name == "none":
+        return None
+    if name != "auto":
+        try:
+            SSL_PRESETS.get(name)
+        except ValueError as err:
+            raise ValueError(f"{flag}: {err} (or auto, none)") from None
+    return name
+
+
+PRESET = Opt(
+    "Named settings: auto (the preset named like --data), none (the plain defaults below), or "
+    + "; ".join(preset_text(n) for n in SSL_PRESETS.names())
+    + ". Options given on the command line override the preset.",
+    parse=_parse_preset,
+    show=lambda value: "auto" if value is None else str(value),
 )
 
 TRAIN_OPTIONS: dict[str, str | Opt] = {
     "data": "digits, mnist, fashion-mnist or cifar10.",
+    "preset": PRESET,
     "data_dir": "Folder with the dataset's original files.",
     "objective": Opt(
         "infonce (NT-Xent) or an f-MICL divergence: kl, js, pearson, sqhellinger, tsallis, vlc.",
@@ -72,6 +96,7 @@ def train(
     gloo on CPU); --batch-size is the global batch, split over the ranks.
     """
     from .. import dist
+    from ..reports import print_table
     from ..ssl import train_ssl
 
     threads = settings["threads"]
@@ -80,9 +105,22 @@ def train(
     if not resume:  # a resumed run's folder must exist already (train_ssl says so if not)
         out_dir(out)
     with dist.process_group(device=settings["device"]):
-        config = SSLConfig(method=method, **settings, progress=dist.rank() == 0)
-        train_ssl(config, out, resume=resume, overwrite=overwrite)
+        given = preset_options(settings, SSLConfig())
+        options = {k: v for k, v in given.items() if k != "preset"}
+        config = SSLConfig.from_preset(
+            settings["preset"], method=method, **options, progress=dist.rank() == 0
+        )
+        if dist.rank() == 0 and config.preset:
+            console.print(f"preset {preset_text(config.preset)}", soft_wrap=True)
+        metrics = train_ssl(config, out, resume=resume, overwrite=overwrite)
         if dist.rank() == 0:
+            columns = ["linear_probe_acc", "knn_acc", "alignment", "uniformity", "epochs"]
+            print_table(
+                f"{config.method} / {config.objective} / {config.similarity} on {config.data}",
+                ["linear probe", "kNN", "alignment", "uniformity", "epochs", "train s"],
+                [[*(metrics[c] for c in columns), metrics["train_seconds"]]],
+                console=console,
+            )
             console.print(
                 f"outputs in {out}/ (results.json, history.csv, curves.png, checkpoint.pt)"
             )

@@ -7,7 +7,8 @@
 - :mod:`.trainer`: :class:`SSLConfig`, :func:`train_ssl` (data, augmentation,
   :func:`infomax.train.fit`, evaluation, ``results.json``) and :func:`evaluate_checkpoint`.
 
-The short SimCLR run on digits of ``infomax demo`` is :mod:`infomax.experiments.ssl_digits`.
+The short SimCLR run on digits of ``infomax demo`` is part of :mod:`infomax.experiments.demo`;
+:data:`SSL_PRESETS` holds the per-data-set settings of ``infomax train`` (``--preset``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from .losses import (
     queue_loss,
 )
 from .methods import MemoryQueue, MoCoV2, MoCoV3, SimCLR
-from .trainer import SSLConfig, build_model, evaluate_checkpoint, train_ssl
+from .trainer import SSL_PRESETS, SSLConfig, build_model, evaluate_checkpoint, train_ssl
 
 __all__ = [
     "SIMILARITIES",
+    "SSL_PRESETS",
     "MemoryQueue",
     "MoCoV2",
     "MoCoV3",
