@@ -196,6 +196,37 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def empty_panels(fig: Any) -> list[str]:
+    """The panels of a matplotlib figure that show no data (no line with points, no filled
+    collection, image or bar), by title or position: a figure to fix before it is saved.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, (a, b) = plt.subplots(1, 2)
+    >>> _ = a.plot([0, 1], [1, 2]); _ = b.set_title("kNN")
+    >>> empty_panels(fig)
+    ['kNN']
+    >>> plt.close(fig)
+    """
+    import numpy as np
+
+    def has_data(ax: Any) -> bool:
+        for line in ax.get_lines():
+            if np.size(line.get_xdata()) and np.isfinite(np.asarray(line.get_ydata(), float)).any():
+                return True
+        for coll in ax.collections:
+            if len(coll.get_offsets()) or len(coll.get_paths()):
+                return True
+        return bool(ax.images or ax.patches or ax.containers)
+
+    return [
+        ax.get_title() or f"panel {i}"
+        for i, ax in enumerate(fig.get_axes())
+        if ax.get_visible() and ax.axison and not has_data(ax)
+    ]
+
+
 def cell(value: Any) -> str:
     """A table cell: floats to 3 decimals, ``—`` for a missing number (NaN), else ``str``.
 

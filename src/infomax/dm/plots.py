@@ -71,6 +71,7 @@ def plot_marginals(feats: Mapping[float, Tensor], target: str, path: Path, dims:
 
     plt = _pyplot()
     sigmas = list(feats)
+    dims = min(dims, *(int(f.shape[1]) for f in feats.values()))  # no empty panels
     fig, axes = plt.subplots(
         len(sigmas), dims + 1, figsize=(3 * (dims + 1), 2.3 * len(sigmas)), squeeze=False
     )
@@ -78,7 +79,7 @@ def plot_marginals(feats: Mapping[float, Tensor], target: str, path: Path, dims:
     dens = stats.norm.pdf(grid) if target == "gaussian" else np.ones_like(grid)
     for row, s in zip(axes, sigmas, strict=True):
         z = feats[s].numpy()
-        for k in range(min(dims, z.shape[1])):
+        for k in range(dims):
             row[k].hist(z[:, k], bins=40, density=True, alpha=0.7)
             row[k].plot(grid, dens, c="k", lw=1)
             row[k].set_title(f"σ={s:g}, dim {k}", fontsize=8)
@@ -88,4 +89,5 @@ def plot_marginals(feats: Mapping[float, Tensor], target: str, path: Path, dims:
         row[-1].plot([lo, hi], [lo, hi], c="k", ls="--", lw=1)
         row[-1].set_title(f"Q-Q vs {target}, σ={s:g}", fontsize=8)
         row[-1].legend(fontsize=6)
+    fig.tight_layout()
     reports.save_figure(fig, path)

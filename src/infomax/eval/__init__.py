@@ -2,6 +2,8 @@
 
 - :func:`linear_probe`: multinomial logistic regression (full-batch L-BFGS) on standardised frozen
   features; returns test accuracy.
+- :func:`few_label_probe`: the same probe fitted on only ``k`` labelled examples per class,
+  mean and std over random draws (the label-efficiency of a representation).
 - :func:`knn_accuracy`: weighted kNN (Wu et al. 2018): the ``k`` nearest training features by
   cosine similarity vote for their labels with weight ``exp(sim / T)`` (``k = 200``, ``T = 0.1``).
 - :func:`alignment`: ``E‖f(x) − f(x⁺)‖₂^α`` over positive pairs on unit vectors (α = 2).
@@ -20,9 +22,17 @@ from __future__ import annotations
 from .metrics import (
     alignment,
     extract_features,
+    few_label_probe,
     knn_accuracy,
     linear_probe,
     uniformity,
 )
 
-__all__ = ["alignment", "extract_features", "knn_accuracy", "linear_probe", "uniformity"]
+__all__ = [
+    "alignment",
+    "extract_features",
+    "few_label_probe",
+    "knn_accuracy",
+    "linear_probe",
+    "uniformity",
+]

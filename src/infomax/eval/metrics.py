@@ -86,6 +86,53 @@ def linear_probe(
     return float((pred == test_labels).float().mean())
 
 
+def few_label_probe(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    test_labels: Tensor,
+    *,
+    per_class: int,
+    draws: int = 10,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Mean and standard deviation over ``draws`` of the :func:`linear_probe` test accuracy
+    when it sees only ``per_class`` labelled training examples of each class (drawn without
+    replacement; the draws depend only on ``train_labels`` and ``seed``, so two feature sets
+    of the same images are compared on the same labels). ``feats: [n, d]``, ``labels: [n]``.
+
+    >>> x = torch.cat([torch.randn(50, 2) - 4, torch.randn(50, 2) + 4])
+    >>> y = torch.arange(2).repeat_interleave(50)
+    >>> few_label_probe(x, y, x, y, per_class=1, draws=3)
+    (1.0, 0.0)
+    """
+    _check_features(train_feats, train_labels, "train")
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    classes, counts = torch.unique(train_labels, return_counts=True)
+    if int(counts.min()) < per_class:
+        c = int(classes[counts.argmin()])
+        raise ValueError(
+            f"class {c} has {int(counts.min())} training examples, fewer than per_class={per_class}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    accs = []
+    for _ in range(draws):
+        idx = torch.cat(
+            [
+                (i := torch.nonzero(train_labels == c).flatten())[
+                    torch.randperm(len(i), generator=gen)[:per_class]
+                ]
+                for c in classes
+            ]
+        )
+        accs.append(linear_probe(train_feats[idx], train_labels[idx], test_feats, test_labels))
+    acc = torch.tensor(accs)
+    return float(acc.mean()), float(acc.std()) if draws > 1 else 0.0
+
+
 @torch.no_grad()
 def knn_accuracy(
     train_feats: Tensor,
