@@ -103,11 +103,11 @@ RENAMED = {"divergence": "objective"}
 SSL_PRESETS: Registry[dict[str, Any]] = Registry("SSL preset")
 #: digits: the plain :class:`SSLConfig` defaults (MLP encoder, 10 epochs).
 SSL_PRESETS.add("digits", {})
-#: MNIST: linear probe 0.988–0.990 in 8 epochs (≈ 5½ min of training on 2 idle cores).
+#: MNIST: linear probe 0.988 / 0.989 (seeds 0 / 1) in 8 epochs, 233 s wall on 2 cores.
 SSL_PRESETS.add(
     "mnist", {"encoder": "cnn", "width": 16, "objective": "js", "epochs": 8, "lr": 2e-3}
 )
-#: Fashion-MNIST: linear probe ≥ 0.85 (docs/ssl.md).
+#: Fashion-MNIST: linear probe 0.855 / 0.855 (seeds 0 / 1) in 6 epochs, 220 s wall.
 SSL_PRESETS.add(
     "fashion-mnist",
     {"encoder": "cnn", "width": 16, "objective": "js", "epochs": 6, "lr": 2e-3},
