@@ -4,6 +4,9 @@
   average pool, for 28×28 images; ``x: [B, C, 28, 28] -> [B, widths[-1]]``.
 - :class:`ResNet18`: CIFAR-style ResNet-18 (3×3 stem, no max-pool) for 32×32; ``-> [B, 512]``.
 - :class:`MLPEncoder`: flatten + MLP, for the 8×8 digits; ``-> [B, hidden]``.
+- :class:`StridedCNN`: stride-2 4×4 convolutions down to 4×4, flattened (no global pooling, so
+  positions survive), then an MLP to ``out_dim``; the pixel encoder of the identifiability
+  image worlds. ``x: [B, C, S, S] -> [B, out_dim]``.
 - :func:`projection_head` / :func:`predictor_head`: BN-MLPs from :func:`infomax.critics.mlp`.
 
 Every encoder has an ``out_dim`` attribute. ``build_encoder(name, in_channels)`` picks one.
@@ -93,6 +96,46 @@ class ResNet18(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C, H, W] -> [B, 8·width]``."""
         return self.net(x)
+
+
+class StridedCNN(nn.Module):
+    """Convolutions ``4×4, stride 2`` (widths ``w, 2w, 4w, ...``, LeakyReLU) from ``size`` down
+    to ``4×4`` pixels, flattened, then ``Linear -> hidden -> out_dim``. No pooling and no
+    normalisation: the output keeps where things are and does not depend on the batch.
+
+    >>> import torch
+    >>> StridedCNN(out_dim=6, size=32)(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 6])
+    """
+
+    def __init__(
+        self,
+        out_dim: int,
+        in_channels: int = 3,
+        size: int = 32,
+        width: int = 32,
+        hidden: int = 256,
+    ) -> None:
+        super().__init__()
+        if size < 8 or size & (size - 1):
+            raise ValueError(f"size must be a power of two >= 8, got {size}")
+        layers: list[nn.Module] = []
+        c, w, s = in_channels, width, size
+        while s > 4:
+            layers += [nn.Conv2d(c, w, 4, stride=2, padding=1), nn.LeakyReLU()]
+            c, w, s = w, 2 * w, s // 2
+        layers += [
+            nn.Flatten(),
+            nn.Linear(c * 16, hidden),
+            nn.LeakyReLU(),
+            nn.Linear(hidden, out_dim),
+        ]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [B, C, size, size] -> [B, out_dim]``."""
+        return self.net(x)  # type: ignore[no-any-return]
 
 
 class MLPEncoder(nn.Module):

@@ -14,14 +14,17 @@ from ._common import SEED, Fields, app, config_options, console, friendly_errors
 
 @app.command("list")
 def list_names() -> None:
-    """List the registered bounds, critics, divergences, tasks, methods, marginal transforms
-    and MI presets."""
+    """List the registered bounds, critics, divergences, tasks, methods, marginal transforms,
+    MI and SSL presets and image worlds."""
     from ..estimate import PRESETS
     from ..marginals import MARGINALS
     from ..registry import BOUNDS, CRITICS, DIVERGENCES, METHODS, SUITES, TASKS, TRANSFORMS
 
     registries = (BOUNDS, CRITICS, DIVERGENCES, TASKS, SUITES, TRANSFORMS, METHODS)
-    for reg in (*registries, MARGINALS, PRESETS):
+    from ..identifiability import WORLDS
+    from ..ssl import SSL_PRESETS
+
+    for reg in (*registries, MARGINALS, PRESETS, SSL_PRESETS, WORLDS):
         try:
             names = ", ".join(reg.names())
         except ImportError:

@@ -7,7 +7,21 @@ import typer
 from ..identifiability.experiment import IdentifyConfig
 from ._common import SEED, Fields, Opt, app, config_options, console, friendly_errors, out_dir
 
+
+def _names(text: str, flag: str) -> tuple[str, ...]:
+    return tuple(n.strip().lower() for n in text.split(",") if n.strip())
+
+
 IDENTIFY_OPTIONS: dict[str, str | Opt] = {
+    "world": "Image world (shapes): observations are rendered images, not an MLP mixing.",
+    "latents": Opt(
+        "The world's latents that vary, comma-separated (default: all: x, y, scale, angle, "
+        "hue, bg_hue).",
+        parse=_names,
+        show=lambda names: ",".join(names),
+    ),
+    "image_size": "Image size of the world in pixels (32 or 64).",
+    "width": "Width of the world's CNN encoder (channels of its first convolution).",
     "space": "Latent space: sphere | box | rn.",
     "conditional": "p(z~|z): vmf | laplace | gnormal | normal.",
     "kappa": "vMF concentration (also sets the cosine τ = 1/κ).",
@@ -59,12 +73,13 @@ def identify(
 
         result = identify_table.run(identify_table.IdentifyTableConfig(cfg, progress))
         result.write(out)
-        cols = list(identify_table.TABLE_COLUMNS)
+        cols = result.columns
         rows = [[r[c] for c in cols] for r in result.rows]
         print_table("identifiability grid", cols, rows, console)
         console.print(f"table in {out}/table.md")
         return
     res = run_identify(cfg, out=out, progress=progress)
+    baseline = "raw pixels" if cfg.world else "none: h = g(z)"
     print_table(
         cfg.label(),
         ["encoder", "R² linear", "R² kernel", "MCC"],
@@ -73,9 +88,20 @@ def identify(
             for name, m in (
                 ("trained", res.metrics),
                 ("untrained", res.untrained),
-                ("none: h = g(z)", res.mixing_only),
+                (baseline, res.mixing_only),
             )
         ],
         console=console,
     )
+    if res.per_latent:
+        names = res.per_latent["names"]
+        print_table(
+            "held-out, per latent",
+            ["", *names],
+            [
+                ["R² linear", *res.per_latent["r2_linear"]],
+                ["MCC (matched |corr|)", *res.per_latent["mcc"]],
+            ],
+            console=console,
+        )
     console.print(f"{res.seconds:.0f} s wall, {res.cpu_seconds:.0f} s CPU; results in {out}/")

@@ -48,6 +48,8 @@ def table_configs(base: IdentifyConfig | None = None) -> list[tuple[str, Identif
     ``match`` says what agrees between generative process and model (``matched``, ``wrong
     conditional``, ``wrong space``, ``wrong p``)."""
     b = base or IdentifyConfig()
+    if b.world is not None:
+        return world_table_configs(b)
     rows = [
         ("matched", dict(space="sphere", conditional="vmf", kappa=10.0)),
         ("wrong conditional", dict(space="sphere", conditional="laplace", scale=0.1, kappa=10.0)),
@@ -60,6 +62,22 @@ def table_configs(base: IdentifyConfig | None = None) -> list[tuple[str, Identif
     ]
     defaults = dict(model=None, model_p=None, temperature=None)
     return [(m, replace(b, **{**defaults, **kw})) for m, kw in rows]  # type: ignore[arg-type]
+
+
+def world_table_configs(base: IdentifyConfig) -> list[tuple[str, IdentifyConfig]]:
+    """The grid on pixels (``base.world``): the box latents with a Laplace conditional, the
+    model matched or wrong in its critic exponent, its space or the conditional it assumes,
+    a Gaussian conditional matched, and the sphere (``u = (z + 1) / 2``) with vMF."""
+    rows = [
+        ("matched", dict(space="box", conditional="laplace", scale=0.1)),
+        ("wrong p", dict(space="box", conditional="laplace", scale=0.1, model_p=2.0)),
+        ("wrong space", dict(space="box", conditional="laplace", scale=0.1, model="sphere")),
+        ("wrong conditional", dict(space="box", conditional="normal", scale=0.1, model_p=1.0)),
+        ("matched (Gaussian)", dict(space="box", conditional="normal", scale=0.1)),
+        ("matched", dict(space="sphere", conditional="vmf", kappa=10.0)),
+    ]
+    defaults = dict(model=None, model_p=None, temperature=None)
+    return [(m, replace(base, **{**defaults, **kw})) for m, kw in rows]  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -80,14 +98,22 @@ class IdentifyTableResult:
     rows: list[dict[str, Any]]
     runs: list[IdentifyResult]
 
+    @property
+    def columns(self) -> list[str]:
+        """:data:`TABLE_COLUMNS`, with the worst latent's R² and MCC for an image world."""
+        cols = list(TABLE_COLUMNS)
+        if self.rows and "min_latent_mcc" in self.rows[0]:
+            cols[-1:-1] = ["min_latent_r2_linear", "min_latent_mcc"]
+        return cols
+
     def write(self, out: str | Path) -> Path:
         """``table.csv``, ``table.md``, ``results.json`` and ``r2_curves.png`` into ``out``."""
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(folder / "table.csv", self.rows)
+        cols = self.columns
         atomic_write_text(
-            folder / "table.md",
-            markdown_table(TABLE_COLUMNS, [[r[c] for c in TABLE_COLUMNS] for r in self.rows]),
+            folder / "table.md", markdown_table(cols, [[r[c] for c in cols] for r in self.rows])
         )
         base = self.config.base
         results = {"rows": self.rows, "runs": [r.to_dict() for r in self.runs]}
@@ -102,13 +128,22 @@ def table_row(match: str, result: IdentifyResult) -> dict[str, Any]:
     and the untrained encoder's."""
     cfg = result.config
     critic = "cosine" if cfg.model_space == "sphere" else f"L{cfg.critic_p:g}"
+    pixels = f"{cfg.world} {cfg.image_size}px, " if cfg.world else ""
+    per_latent = result.per_latent
+    worst = {}
+    if per_latent:
+        worst = {
+            "min_latent_r2_linear": min(per_latent["r2_linear"]),
+            "min_latent_mcc": min(per_latent["mcc"]),
+        }
     return {
-        "generative": f"{cfg.space}, {cfg.cond.describe()}",
+        "generative": f"{pixels}{cfg.space}, {cfg.cond.describe()}",
         "model": f"{cfg.model_space}, {critic} (τ={cfg.tau:.3g})",
         "match": match,
         **result.metrics,
         "untrained_r2_linear": result.untrained["r2_linear"],
         "untrained_mcc": result.untrained["mcc"],
+        **worst,
         "seconds": result.seconds,
     }
 

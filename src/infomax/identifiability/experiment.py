@@ -38,11 +38,19 @@ from torch import Tensor, nn
 
 from .._checks import check_int, check_positive, renamed_keys
 from ..critics import Similarity, mlp
+from ..models import StridedCNN
 from ..registry import BOUNDS
 from ..train import DivergedError, Evaluate, Progress, TrainConfig, TrainState, fit
-from .metrics import identifiability_metrics, linear_r2, mcc
+from .metrics import (
+    identifiability_metrics,
+    linear_prediction,
+    linear_r2,
+    mcc,
+    per_latent_metrics,
+)
 from .mixing import InvertibleMLP, invertibility_report
 from .spaces import SPACES, Conditional, Space, get_space
+from .worlds import ShapesWorld, get_world, unit_from_space
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,12 @@ class IdentifyConfig:
     ``input_norm`` is the fixed invertible affine map in front of the encoder (:func:`input_map`).
     ``objective``: a bound name or ``fmicl:<divergence>`` (:func:`make_objective`; called
     ``loss`` in results written before its rename, see :meth:`from_dict`).
+
+    ``world`` (e.g. ``"shapes"``, :mod:`.worlds`): the observations are images rendered from
+    the latents instead of an MLP mixing; ``latents`` (default: all of the world's) vary,
+    ``dim`` becomes their number, the space must be ``box`` or ``sphere``, and the encoder is
+    :class:`~infomax.models.StridedCNN` of ``width`` on ``image_size``-pixel images (``hidden``,
+    ``mixing_*`` and ``input_norm`` do not apply; pixels are standardised per channel).
     """
 
     space: str = "sphere"
@@ -93,8 +107,23 @@ class IdentifyConfig:
     final_samples: int = 5000
     seed: int = 0
     threads: int | None = None
+    world: str | None = None
+    latents: tuple[str, ...] = ()
+    image_size: int = 32
+    width: int = 32
 
     def __post_init__(self) -> None:
+        if self.world is not None:
+            world = self.renderer()
+            assert world is not None
+            if world.dim < 2:
+                raise ValueError("an image world needs at least 2 varying latents")
+            object.__setattr__(self, "latents", world.latent_names)
+            object.__setattr__(self, "dim", world.dim)
+            unit_from_space(torch.zeros(1, world.dim), self.space)  # box or sphere only
+            check_int("width", self.width, 1)
+        elif self.latents:
+            raise ValueError("latents names the latents of an image world: give world too")
         if self.space not in SPACES:
             raise ValueError(f"unknown space {self.space!r}; valid names: {', '.join(SPACES)}")
         if self.model is not None and self.model not in MODELS:
@@ -153,9 +182,17 @@ class IdentifyConfig:
         """
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in renamed_keys(values, RENAMED).items() if k in names}
-        if isinstance(kwargs.get("hidden"), list):
-            kwargs["hidden"] = tuple(kwargs["hidden"])
+        for name in ("hidden", "latents"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         return cls(**kwargs)
+
+    def renderer(self) -> ShapesWorld | None:
+        """The image world of ``world`` (``None``: the MLP mixing)."""
+        if self.world is None:
+            return None
+        latents = {"latents": tuple(self.latents)} if self.latents else {}
+        return get_world(self.world, size=self.image_size, **latents)
 
     @property
     def cond(self) -> Conditional:
@@ -193,8 +230,9 @@ class IdentifyConfig:
     def label(self) -> str:
         """Short description, e.g. ``sphere/vMF(κ=10) -> sphere cos τ=0.1``."""
         critic = "cos" if self.model_space == "sphere" else f"L{self.critic_p:g}"
+        pixels = f"{self.world} {self.image_size}px: " if self.world else ""
         return (
-            f"{self.space}/{self.cond.describe()} -> {self.model_space} {critic} "
+            f"{pixels}{self.space}/{self.cond.describe()} -> {self.model_space} {critic} "
             f"τ={self.tau:.3g} {self.objective}"
         )
 
@@ -213,10 +251,14 @@ class IdentifyResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     invertibility: dict[str, float] = field(default_factory=dict)
+    per_latent: dict[str, Any] = field(default_factory=dict)
+    #: arrays for the plots of an image-world run (not in ``to_dict``): held-out ``z`` and its
+    #: linear prediction, and a few rendered positive pairs
+    arrays: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "arrays"}
         out["config"] = asdict(self.config)
         out["label"] = self.config.label()
         return out
@@ -338,13 +380,55 @@ def input_map(x: Tensor, kind: str) -> InputMap:
     raise ValueError(f"input_norm must be 'whiten', 'standardize' or 'none', got {kind!r}")
 
 
-def _encode(config: IdentifyConfig, encoder: nn.Module, x: Tensor) -> Tensor:
+def _encode(config: IdentifyConfig, encoder: nn.Module, x: Tensor, chunk: int = 2048) -> Tensor:
     was_training = encoder.training
     encoder.eval()
     with torch.no_grad():
-        h = features(config, encoder, x)
+        h = torch.cat(
+            [features(config, encoder, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        )
     encoder.train(was_training)
     return h
+
+
+class PixelStandardize(nn.Module):
+    """Fixed per-channel ``(x − mean) / std`` of images ``[B, C, H, W]`` (statistics of a
+    held-out sample): invertible, so it changes nothing about identifiability."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, images: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", images.mean((0, 2, 3)).view(1, -1, 1, 1))
+        self.register_buffer("std", images.std((0, 2, 3)).clamp_min(1e-6).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def _observations(config: IdentifyConfig) -> Callable[[Tensor], Tensor]:
+    """The map ``z -> x`` of a run: the image world's renderer of ``unit_from_space(z)``, or a
+    random invertible MLP."""
+    world = config.renderer()
+    if world is None:
+        return InvertibleMLP.random(
+            config.dim,
+            config.mixing_layers,
+            seed=config.seed,
+            max_condition=config.mixing_condition,
+        )
+    return lambda z: world.render(unit_from_space(z, config.space))
+
+
+def _build_encoder(config: IdentifyConfig, x_fit: Tensor) -> nn.Module:
+    if config.world is not None:
+        cnn = StridedCNN(config.dim, x_fit.shape[1], config.image_size, config.width)
+        return nn.Sequential(PixelStandardize(x_fit), cnn)
+    return nn.Sequential(
+        input_map(x_fit, config.input_norm),
+        mlp([config.dim, *config.hidden, config.dim], act="leaky_relu", norm=config.norm),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,18 +446,13 @@ def run_identify(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     space: Space = get_space(config.space, config.dim)
-    g = InvertibleMLP.random(
-        config.dim, config.mixing_layers, seed=config.seed, max_condition=config.mixing_condition
-    )
+    g = _observations(config)
     objective = make_objective(config.objective, symmetric=config.symmetric)
 
     eval_rng = np.random.default_rng([config.seed, 1])
     z_fit, z_val = (space.sample_marginal(config.eval_samples, eval_rng) for _ in range(2))
     x_fit, x_val = g(z_fit), g(z_val)
-    encoder = nn.Sequential(
-        input_map(x_fit, config.input_norm),
-        mlp([config.dim, *config.hidden, config.dim], act="leaky_relu", norm=config.norm),
-    )
+    encoder = _build_encoder(config, x_fit)
     final_rng = np.random.default_rng([config.seed, 2])
     z_tr, z_te = (space.sample_marginal(config.final_samples, final_rng) for _ in range(2))
     x_tr, x_te = g(z_tr), g(z_te)
@@ -383,19 +462,32 @@ def run_identify(
         return identifiability_metrics(h_tr, z_tr, h_te, z_te, seed=config.seed)
 
     untrained = evaluate_final()
-    mixing_only = identifiability_metrics(x_tr, z_tr, x_te, z_te, seed=config.seed)
-    check = invertibility_report(g, z_te[:512])
+    flat_tr, flat_te = x_tr.flatten(1), x_te.flatten(1)  # images: the raw pixels
+    mixing_only = identifiability_metrics(flat_tr, z_tr, flat_te, z_te, seed=config.seed)
+    check = invertibility_report(g, z_te[:512]) if isinstance(g, InvertibleMLP) else {}
     held_out = _HeldOut(x_fit, z_fit, x_val, z_val, t0)
     history = _train_encoder(config, encoder, g, space, objective, rng, held_out, progress)
+    h_tr, h_te = _encode(config, encoder, x_tr), _encode(config, encoder, x_te)
+    per_latent: dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
+    if config.world is not None:
+        per_latent = {"names": list(config.latents), **per_latent_metrics(h_tr, z_tr, h_te, z_te)}
+        arrays = {
+            "z_test": z_te[:1000],
+            "z_pred": linear_prediction(h_tr, z_tr, h_te[:1000], z_te[:1000]),
+            "pairs": _example_pairs(config, space, g),
+        }
     result = IdentifyResult(
         config=config,
-        metrics=evaluate_final(),
+        metrics=identifiability_metrics(h_tr, z_tr, h_te, z_te, seed=config.seed),
         untrained=untrained,
         mixing_only=mixing_only,
         history=history,
         seconds=time.perf_counter() - t0,
         cpu_seconds=time.process_time() - c0,
         invertibility=check,
+        per_latent=per_latent,
+        arrays=arrays,
     )
     if out is not None:
         write_run(result, out)
@@ -426,7 +518,7 @@ class _HeldOut:
 def _train_encoder(
     config: IdentifyConfig,
     encoder: nn.Module,
-    g: nn.Module,
+    g: Callable[[Tensor], Tensor],
     space: Space,
     objective: Callable[[Tensor], Tensor],
     rng: np.random.Generator,
@@ -503,6 +595,62 @@ def write_run(result: IdentifyResult, out: str | Path) -> None:
     write_results(out, config=config, results=payload, seed=result.config.seed)
     write_csv(out / "history.csv", result.history)
     save_figure(curve_figure({result.config.label(): result.history}), out / "r2_curve.png")
+    if result.arrays:
+        names = list(result.config.latents)
+        save_figure(pairs_figure(result.arrays["pairs"]), out / "pairs.png")
+        fig = scatter_figure(result.arrays["z_test"], result.arrays["z_pred"], names)
+        save_figure(fig, out / "latent_scatter.png")
+
+
+def _example_pairs(
+    config: IdentifyConfig, space: Space, g: Callable[[Tensor], Tensor], n: int = 8
+) -> tuple[Tensor, Tensor]:
+    """``n`` positive pairs ``(g(z), g(z̃))`` drawn with their own seed (for the pairs plot)."""
+    z, z_pos = space.sample_pairs(n, config.cond, np.random.default_rng([config.seed, 3]))
+    return g(z), g(z_pos)
+
+
+def pairs_figure(pairs: tuple[Tensor, Tensor]) -> Any:
+    """Rendered positive pairs: ``x`` in the top row, its positive ``x̃`` below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, x_pos = pairs
+    n = x.shape[0]
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)
+    for row, images, label in ((0, x, "x"), (1, x_pos, "x̃")):
+        for i in range(n):
+            ax = axes[row, i]
+            ax.imshow(images[i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(label)
+    fig.suptitle("positive pairs (x, x̃ ~ p(x̃ | x))")
+    fig.tight_layout()
+    return fig
+
+
+def scatter_figure(z: Tensor, z_pred: np.ndarray, names: list[str]) -> Any:
+    """Held-out linear prediction vs the true value, one panel per latent (unit box)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    zz = np.asarray(z)
+    d = zz.shape[1]
+    fig, axes = plt.subplots(1, d, figsize=(2.6 * d, 2.7), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        ax.scatter(zz[:, k], z_pred[:, k], s=3, alpha=0.4)
+        lo, hi = float(zz[:, k].min()), float(zz[:, k].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_title(names[k] if k < len(names) else f"z{k}")
+        ax.set_xlabel("true")
+    axes[0, 0].set_ylabel("linear prediction from f(x)")
+    fig.tight_layout()
+    return fig
 
 
 def curve_figure(curves: dict[str, list[dict[str, float]]]) -> Any:
