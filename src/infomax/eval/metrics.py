@@ -117,17 +117,12 @@ def few_label_probe(
         raise ValueError(
             f"class {c} has {int(counts.min())} training examples, fewer than per_class={per_class}"
         )
+    members = [torch.nonzero(train_labels == c).flatten() for c in classes]
     gen = torch.Generator().manual_seed(seed)
     accs = []
     for _ in range(draws):
-        idx = torch.cat(
-            [
-                (i := torch.nonzero(train_labels == c).flatten())[
-                    torch.randperm(len(i), generator=gen)[:per_class]
-                ]
-                for c in classes
-            ]
-        )
+        picks = [m[torch.randperm(len(m), generator=gen)[:per_class]] for m in members]
+        idx = torch.cat(picks)
         accs.append(linear_probe(train_feats[idx], train_labels[idx], test_feats, test_labels))
     acc = torch.tensor(accs)
     return float(acc.mean()), float(acc.std()) if draws > 1 else 0.0

@@ -232,14 +232,13 @@ def _ssl(config: DemoConfig, out: Path) -> DemoSection:
     from ..eval import few_label_probe, linear_probe
     from ..ssl import build_model, train_ssl
     from ..ssl.trainer import eval_features
-    from ..train import CHECKPOINT_NAME
+    from ..train import CHECKPOINT_NAME, load_checkpoint, load_model_state
 
     cfg = replace(config.ssl, seed=config.seed, progress=config.progress)
     folder = out / "ssl"
     metrics = train_ssl(cfg, folder, overwrite=True)
     model = build_model(cfg)
-    state = torch.load(folder / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    load_model_state(model, load_checkpoint(folder / CHECKPOINT_NAME)["model"])
     ds = load_dataset(cfg.data, cfg.data_dir)
     f_train, y_train, f_test = eval_features(model, ds, cfg, torch.device("cpu"))
     raw_train, raw_test = ds.train_x.flatten(1).float(), ds.test_x.flatten(1).float()

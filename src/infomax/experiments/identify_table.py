@@ -60,8 +60,16 @@ def table_configs(base: IdentifyConfig | None = None) -> list[tuple[str, Identif
         ("matched", dict(space="rn", conditional="laplace", scale=0.1)),
         ("matched (Gaussian)", dict(space="rn", conditional="normal", scale=0.1)),
     ]
+    return _grid(b, rows)
+
+
+def _grid(
+    base: IdentifyConfig, rows: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, IdentifyConfig]]:
+    """``(match, config)`` per row: ``base`` with the row's generative / model settings (the
+    model, its exponent and temperature matched again unless the row sets them)."""
     defaults = dict(model=None, model_p=None, temperature=None)
-    return [(m, replace(b, **{**defaults, **kw})) for m, kw in rows]  # type: ignore[arg-type]
+    return [(m, replace(base, **{**defaults, **kw})) for m, kw in rows]
 
 
 def world_table_configs(base: IdentifyConfig) -> list[tuple[str, IdentifyConfig]]:
@@ -76,8 +84,7 @@ def world_table_configs(base: IdentifyConfig) -> list[tuple[str, IdentifyConfig]
         ("matched (Gaussian)", dict(space="box", conditional="normal", scale=0.1)),
         ("matched", dict(space="sphere", conditional="vmf", kappa=10.0)),
     ]
-    defaults = dict(model=None, model_p=None, temperature=None)
-    return [(m, replace(base, **{**defaults, **kw})) for m, kw in rows]  # type: ignore[arg-type]
+    return _grid(base, rows)
 
 
 @dataclass(frozen=True)

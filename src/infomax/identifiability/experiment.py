@@ -457,17 +457,17 @@ def run_identify(
     z_tr, z_te = (space.sample_marginal(config.final_samples, final_rng) for _ in range(2))
     x_tr, x_te = g(z_tr), g(z_te)
 
-    def evaluate_final() -> dict[str, float]:
-        h_tr, h_te = _encode(config, encoder, x_tr), _encode(config, encoder, x_te)
-        return identifiability_metrics(h_tr, z_tr, h_te, z_te, seed=config.seed)
+    def encode_final() -> tuple[Tensor, Tensor]:
+        return _encode(config, encoder, x_tr), _encode(config, encoder, x_te)
 
-    untrained = evaluate_final()
+    h_tr, h_te = encode_final()
+    untrained = identifiability_metrics(h_tr, z_tr, h_te, z_te, seed=config.seed)
     flat_tr, flat_te = x_tr.flatten(1), x_te.flatten(1)  # images: the raw pixels
     mixing_only = identifiability_metrics(flat_tr, z_tr, flat_te, z_te, seed=config.seed)
     check = invertibility_report(g, z_te[:512]) if isinstance(g, InvertibleMLP) else {}
     held_out = _HeldOut(x_fit, z_fit, x_val, z_val, t0)
     history = _train_encoder(config, encoder, g, space, objective, rng, held_out, progress)
-    h_tr, h_te = _encode(config, encoder, x_tr), _encode(config, encoder, x_te)
+    h_tr, h_te = encode_final()
     per_latent: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     if config.world is not None:
