@@ -36,7 +36,7 @@ in ``[0, 1]``, ``H = W = size`` (32 or 64).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -67,9 +67,12 @@ WORLDS: Registry[type[ShapesWorld]] = Registry("image world")
 
 
 def hsv_to_rgb(h: Tensor, s: float, v: float) -> Tensor:
-    """RGB ``[n, 3]`` of hues ``h: [n]`` (in turns, ``[0, 1)``) at saturation ``s``, value ``v``."""
-    k = torch.stack([(5 + 6 * h) % 6, (3 + 6 * h) % 6, (1 + 6 * h) % 6], dim=1)
-    return v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0.0, 1.0)
+    """RGB ``[n, 3]`` of hues ``h: [n]`` (in turns, ``[0, 1)``) at saturation ``s``, value ``v``
+    (kornia's conversion, which takes the hue in radians)."""
+    from kornia.color import hsv_to_rgb as kornia_hsv_to_rgb
+
+    hsv = torch.stack([2 * math.pi * h, torch.full_like(h, s), torch.full_like(h, v)], dim=1)
+    return kornia_hsv_to_rgb(hsv.view(-1, 3, 1, 1)).view(-1, 3)
 
 
 def unit_from_space(z: Tensor, space: str) -> Tensor:
@@ -213,8 +216,3 @@ def get_world(name: str, **options: object) -> ShapesWorld:
     """The image world ``name`` (:data:`WORLDS`: ``shapes``) built with ``options`` (its
     dataclass fields: ``latents``, ``size``, ``ranges``)."""
     return WORLDS.get(name)(**options)  # type: ignore[arg-type]
-
-
-def world_latents(names: Sequence[str] | None, world: str = "shapes") -> tuple[str, ...]:
-    """``names`` checked against ``world``'s latents (``None`` or empty: all of them)."""
-    return get_world(world, **({"latents": tuple(names)} if names else {})).latents
