@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infomax.divergences import DIVERGENCES
+from infomax.divergences import DIVERGENCES, get_divergence
 from infomax.kernels import (
     OBJECTIVES,
     dense_objective,
@@ -20,6 +20,8 @@ from infomax.kernels import (
     tiled_objective,
     tiled_reduce,
 )
+from infomax.kernels import tiled as tiled_module
+from infomax.reductions import ElementwisePhi, apply_phi
 
 F64 = torch.float64
 CRITICS = ("dot", "cosine", "gaussian")
@@ -266,6 +268,10 @@ def test_objective_from_embeddings_impls_agree() -> None:
         (lambda a, b: tiled_objective(a, b, "tuba", baseline=a[:, 0], symmetric=True), "TUBA"),
         (lambda a, b: tiled_reduce(a, b, "max"), "kind"),
         (lambda a, b: tiled_reduce(a, b, "sum", tile_size=0), "tile_size"),
+        (lambda a, b: tiled_reduce(a, b, "sum", stabiliser="fixed"), "stabiliser"),
+        (lambda a, b: tiled_reduce(a, b, "sum", phi="cosh"), "unknown phi"),
+        (lambda a, b: ElementwisePhi("cosh"), "unknown phi"),
+        (lambda a, b: ElementwisePhi("exp", rate=0.0), "rate"),
         (lambda a, b: objective_from_embeddings(a, b, "dv", impl="gpu"), "impl"),
         (lambda a, b: ntxent_loss(a, b[:2]), r"\[N, d\]"),
     ],
@@ -274,3 +280,195 @@ def test_bad_input_is_one_value_error(call, match) -> None:  # type: ignore[no-u
     a, b = torch.randn(5, 3), torch.randn(5, 3)
     with pytest.raises(ValueError, match=match):
         call(a, b)
+
+
+# --- the two stabilisers (fixed Cauchy–Schwarz bound with exp2, running maxima) -----------------
+
+PHIS = [
+    "exp",
+    "softplus",
+    "sigmoid_sq",
+    ElementwisePhi("exp", rate=2.0, weight=1.5),
+    ElementwisePhi("softplus", rate=0.5, weight=2.0),
+    ElementwisePhi("sigmoid_sq", weight=4.0),
+]
+
+
+def _brute_force(a, b, kind, c, d, shift, exclude, offset, phi, clip):  # type: ignore[no-untyped-def]
+    """The reduction from its definition (module table of infomax.kernels.tiled), element by
+    element of the materialised ``[K, M]`` scores."""
+    x = a @ b.T + shift
+    if c is not None:
+        x = x - c[:, None]
+    if d is not None:
+        x = x - d[None, :]
+    k, m = x.shape
+    mask = torch.zeros(k, m, dtype=torch.bool)
+    if exclude:
+        for i in range(k):
+            if 0 <= i + offset < m:
+                mask[i, i + offset] = True
+    if kind == "rowlse":
+        return torch.logsumexp(x.masked_fill(mask, -math.inf), 1).sum()
+    if kind == "lse":
+        x = x if clip is None else x.clamp(-clip, clip)
+        return torch.logsumexp(x.masked_fill(mask, -math.inf).reshape(-1), 0)
+    return apply_phi(phi, x).masked_fill(mask, 0.0).sum()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    k=st.integers(1, 17),
+    m=st.integers(2, 19),
+    d=st.integers(1, 5),
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 9),
+    kind=st.sampled_from(["rowlse", "lse", "sum"]),
+    phi=st.sampled_from(range(len(PHIS))),
+    clip=st.sampled_from([None, 0.7]),
+    exclude=st.booleans(),
+    offset=st.integers(0, 6),
+    shifts=st.tuples(st.booleans(), st.booleans()),
+    shift=st.sampled_from([0.0, -0.6]),
+    scale=st.sampled_from([0.3, 1.0, 3.0]),
+    stabiliser=st.sampled_from(["auto", "running"]),
+    seed=st.integers(0, 10_000),
+)
+def test_reduce_equals_brute_force_fp64(  # type: ignore[no-untyped-def]
+    k, m, d, rows, cols, kind, phi, clip, exclude, offset, shifts, shift, scale, stabiliser, seed
+) -> None:
+    """Every kind, φ, clip, excluded offset, shift and tile shape, by both stabilisers: value and
+    gradients (a, b, row and column shifts) equal the brute-force reduction."""
+    g = torch.Generator().manual_seed(seed)
+    a = (scale * torch.randn(k, d, generator=g, dtype=F64)).requires_grad_()
+    b = torch.randn(m, d, generator=g, dtype=F64).requires_grad_()
+    c = torch.randn(k, generator=g, dtype=F64).requires_grad_() if shifts[0] else None
+    dd = torch.randn(m, generator=g, dtype=F64).requires_grad_() if shifts[1] else None
+    phi_ = PHIS[phi] if kind == "sum" else "exp"
+    clip_ = clip if kind == "lse" else None
+    inputs = [t for t in (a, b, c, dd) if t is not None]
+    ref = _brute_force(a, b, kind, c, dd, shift, exclude, offset, phi_, clip_)
+    got = tiled_reduce(
+        a, b, kind, row_shift=c, col_shift=dd, shift=shift, exclude_diagonal=exclude,
+        diag_offset=offset, phi=phi_, clip=clip_, tile_size=(rows, cols), stabiliser=stabiliser,
+    )  # fmt: skip
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    expected = torch.autograd.grad(ref, inputs)
+    for x1, x2 in zip(torch.autograd.grad(got, inputs), expected, strict=True):
+        torch.testing.assert_close(x1, x2, rtol=1e-9, atol=1e-10)
+
+
+def _spec(kind: str, **kw: object) -> tiled_module.ReduceSpec:
+    return tiled_module.ReduceSpec(kind, exclude_diagonal=True, **kw)  # type: ignore[arg-type]
+
+
+def test_plan_takes_the_fixed_stabiliser_only_where_it_is_exact() -> None:
+    """Cosine scores at τ = 0.2 (|x| ≤ 5) take the fixed path for every kind; fp32 scores whose
+    Cauchy–Schwarz bound sits > 80 nats above the largest score, the running maxima."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
+    for kind, phi in (("rowlse", "exp"), ("lse", "exp"), ("sum", "softplus"), ("sum", "exp")):
+        assert tiled_module._plan(a / 0.2, b, None, None, _spec(kind, phi=phi))[0] == "fixed"
+    # orthogonal halves: every score 0 but the bound ‖a‖‖b‖ = 400
+    a2 = torch.zeros(8, 4)
+    a2[:, 0] = 20.0
+    b2 = torch.zeros(8, 4)
+    b2[:, 1] = 20.0
+    for kind, phi in (("rowlse", "exp"), ("lse", "exp"), ("sum", "softplus")):
+        assert tiled_module._plan(a2, b2, None, None, _spec(kind, phi=phi))[0] == "running"
+    # exp-sums need no stabiliser; a callable φ always takes the running (generic) path
+    assert tiled_module._plan(a2, b2, None, None, _spec("sum", phi="exp"))[0] == "fixed"
+    assert tiled_module._plan(a, b, None, None, _spec("sum", phi=torch.tanh))[0] == "running"
+    assert tiled_module._plan(a, b, None, None, _spec("rowlse", stabiliser="running"))[0] == (
+        "running"
+    )
+
+
+@pytest.mark.parametrize("kind", ["rowlse", "lse", "sum"])
+def test_loose_bound_falls_back_and_matches_dense_fp32(kind: str) -> None:
+    """fp32 scores near 0 with a Cauchy–Schwarz bound of 400: the fixed path would underflow,
+    the fallback gives the dense value."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.zeros(30, 6)
+    a[:, :3] = 20.0 * torch.nn.functional.normalize(torch.randn(30, 3, generator=g), dim=1)
+    b = torch.zeros(40, 6)
+    b[:, 3:] = 20.0 * torch.nn.functional.normalize(torch.randn(40, 3, generator=g), dim=1)
+    a[:, 3:] = 0.01 * torch.randn(30, 3, generator=g)
+    a.requires_grad_()
+    phi = "softplus" if kind == "sum" else "exp"
+    ref = _brute_force(a.double(), b.double(), kind, None, None, 0.0, True, 0, phi, None)
+    got = tiled_reduce(a, b, kind, exclude_diagonal=True, phi=phi, tile_size=(7, 9))
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("objective", ["infonce", "dv", "js", "smile", "flo", "fmicl"])
+@pytest.mark.parametrize("temperature", [0.05, 0.2])
+def test_fixed_stabiliser_fp32_matches_fp64(objective: str, temperature: float) -> None:
+    """The exp2 fast path in fp32 (cosine critic, K = 300) against the fp64 dense reference:
+    every value and gradient within 1e-5 of the reference's largest entry (FLO's reach 1e5)."""
+    x = _inputs(300, 32, torch.float32, 11)
+    ref_inputs = {n: t.detach().double().requires_grad_(True) for n, t in x.items()}
+    kw = {"critic": "cosine", "temperature": temperature, "divergence": "js"}
+    v, g = _value_and_grads(tiled_objective, x, objective, tile_size=(64, 96), **kw)
+    rv, rg = _value_and_grads(dense_objective, ref_inputs, objective, **kw)
+    for name, got, ref in zip(["value", *x], [v, *g], [rv, *rg], strict=True):
+        err = float((got.detach().double() - ref.detach()).abs().max())
+        assert err <= 1e-5 * float(ref.detach().abs().max()) + 1e-6, (objective, name, err)
+
+
+@pytest.mark.parametrize("divergence", ["pearson", "sqhellinger", "tsallis", "vlc"])
+def test_divergence_negative_terms_keep_their_closed_forms(divergence: str) -> None:
+    """The ElementwisePhi forms equal the generators' f*(f′(eˢ)) = e^s f′(e^s) − f(e^s)."""
+    s = torch.linspace(-3, 3, 61, dtype=F64)
+    div = get_divergence(divergence)
+    u = torch.exp(s)
+    torch.testing.assert_close(div.negative(s), u * div.f_prime(u) - div.f(u))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 200), folds=st.integers(0, 6), seed=st.integers(0, 1000))
+def test_sum_log_by_halving_products(n: int, folds: int, seed: int) -> None:
+    """``Σ log v`` through products of 2^folds terms equals the plain sum (odd lengths too)."""
+    v = 1.0 + torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=F64) * 3.0
+    expected = torch.log(v).sum()
+    torch.testing.assert_close(tiled_module._sum_log(v.clone(), folds), expected)
+
+
+@pytest.mark.parametrize("excluded", [True, False])
+def test_masked_layout_equals_the_gathered_negatives(excluded: bool) -> None:
+    """MaskedScores (SimCLR's dense layout: positives and self masked in place) gives every
+    reduction of SplitScores built from explicitly gathered negatives, values and gradients."""
+    from infomax.reductions import MaskedScores, SplitScores
+
+    g = torch.Generator().manual_seed(3)
+    r, m = 6, 12
+    scores = torch.randn(r, m, generator=g, dtype=F64).requires_grad_()
+    pos = torch.tensor([3, 7, 0, 11, 5, 2])
+    excl = torch.tensor([1, 2, 4, 6, 8, 10]) if excluded else None
+    keep = torch.ones(r, m, dtype=torch.bool)
+    keep[torch.arange(r), pos] = False
+    if excl is not None:
+        keep[torch.arange(r), excl] = False
+    negs = int(keep[0].sum())
+
+    def both(fn):  # type: ignore[no-untyped-def]
+        masked = MaskedScores(scores, pos, excl)
+        split = SplitScores(scores[torch.arange(r), pos], scores[keep].view(r, negs))
+        return fn(masked), fn(split)
+
+    row = torch.randn(r, generator=g, dtype=F64)
+    for fn in (
+        lambda lay: lay.row_lse(),
+        lambda lay: lay.neg_lse(clip=0.8),
+        lambda lay: lay.neg_sum("softplus", 0.5, row_shift=row),
+        lambda lay: lay.neg_sum(ElementwisePhi("exp", rate=2.0, weight=3.0)),
+        lambda lay: lay.mean(lay.positive),
+    ):
+        a, b = both(fn)
+        torch.testing.assert_close(a, b)
+        (ga,) = torch.autograd.grad(a, scores)
+        (gb,) = torch.autograd.grad(b, scores)
+        torch.testing.assert_close(ga, gb)
+    assert both(lambda lay: lay.candidates) == (negs + 1, negs + 1)

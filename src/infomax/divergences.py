@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bounds import Scores
-from .reductions import PairScores, Phi, apply_phi, as_reductions
+from .reductions import ElementwisePhi, PairScores, Phi, apply_phi, as_reductions
 from .registry import DIVERGENCES
 
 _LOG2 = math.log(2.0)
@@ -54,8 +54,9 @@ class Divergence:
     ``f(u)``, ``f_prime(u)``: the generator and its derivative on ``u > 0``.
     ``positive(s) = f′(eˢ)``: the joint (diagonal) term.
     ``negative(s) = r f′(r) − f(r)`` at ``r = eˢ``, i.e. ``f*(f′(r))``: the marginal term, stored
-    as ``φ(s) + offset`` with ``φ = negative_phi`` (``"exp"`` and ``"softplus"`` have fast
-    in-place tile functions in :mod:`infomax.kernels`).
+    as ``φ(s) + offset`` with ``φ = negative_phi``: for every divergence here an
+    :class:`~infomax.reductions.ElementwisePhi` ``w·g(βs)``, which the tiled kernels evaluate
+    from one ``exp2`` per score (:mod:`infomax.kernels.tiled`).
     """
 
     name: str
@@ -79,7 +80,7 @@ def tsallis(a: float = 2.0) -> Divergence:
         f=lambda u: (u.pow(a) - u) / (a - 1),
         f_prime=lambda u: (a * u.pow(a - 1) - 1) / (a - 1),
         positive=lambda s: (a * torch.exp((a - 1) * s) - 1) / (a - 1),
-        negative_phi=lambda s: torch.exp(a * s),
+        negative_phi=ElementwisePhi("exp", rate=a),
     )
 
 
@@ -103,21 +104,24 @@ PEARSON = Divergence(
     f=lambda u: (u - 1) ** 2,
     f_prime=lambda u: 2 * (u - 1),
     positive=lambda s: 2 * torch.expm1(s),
-    negative_phi=lambda s: torch.expm1(2 * s),
+    negative_phi=ElementwisePhi("exp", rate=2.0),
+    negative_offset=-1.0,
 )
 SQUARED_HELLINGER = Divergence(
     "sqhellinger",
     f=lambda u: (torch.sqrt(u) - 1) ** 2,
     f_prime=lambda u: 1 - u.rsqrt(),
     positive=lambda s: -torch.expm1(-s / 2),
-    negative_phi=lambda s: torch.expm1(s / 2),
+    negative_phi=ElementwisePhi("exp", rate=0.5),
+    negative_offset=-1.0,
 )
 VLC = Divergence(
     "vlc",
     f=lambda u: (u - 1) ** 2 / (u + 1),
     f_prime=lambda u: 1 - 4 / (u + 1) ** 2,
     positive=lambda s: 1 - 4 * torch.sigmoid(-s) ** 2,
-    negative_phi=lambda s: (1 + 2 * torch.sigmoid(s)) * (2 * torch.sigmoid(s) - 1),
+    negative_phi=ElementwisePhi("sigmoid_sq", weight=4.0),  # (1 + 2σ)(2σ − 1) = 4σ² − 1
+    negative_offset=-1.0,
 )
 
 for _div in (KL, JS, PEARSON, SQUARED_HELLINGER, VLC):

@@ -66,7 +66,7 @@ TRAIN_OPTIONS: dict[str, str | Opt] = {
     "sync_batchnorm": Opt("Under torchrun: batch-norm statistics over all ranks.", ("--sync-bn",)),
     "memory_efficient": Opt(
         "Tiled loss kernels that never hold the score matrix (default: automatic from "
-        "4096² scores on).",
+        "1024² scores on).",
         MEMORY_EFFICIENT,
     ),
 }

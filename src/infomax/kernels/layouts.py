@@ -33,13 +33,15 @@ from torch import Tensor
 
 from .. import dist
 from ..critics import Similarity
-from ..reductions import PairScores, Phi, Reductions, SplitScores, apply_phi, global_lse
+from ..reductions import MaskedScores, PairScores, Phi, Reductions, apply_phi, global_lse
 from .symmetric import symmetric_rowlse
 from .tiled import tiled_reduce
 
 TileSize = int | tuple[int, int] | None
-#: ``impl="auto"`` tiles from this many score entries on (``4096²``: 64 MiB in fp32).
-AUTO_MIN_ENTRIES = 4096 * 4096
+#: ``impl="auto"`` tiles from this many score entries on (``1024²``): from there the tiled kernels
+#: are faster than the materialised scores (NT-Xent 31 vs 57 ms at 2048 anchors, InfoNCE 10 vs
+#: 12 ms at K = 1024; docs/benchmarks-losses.md), besides never holding them.
+AUTO_MIN_ENTRIES = 1024 * 1024
 IMPLS = ("auto", "dense", "tiled")
 
 
@@ -218,7 +220,7 @@ def pair_scores(
         return PairScores(similarity(a, b))
     scores = similarity(a, dist.all_gather_with_grad(b))
     idx = dist.diagonal_offset(a.shape[0]) + torch.arange(a.shape[0], device=a.device)
-    return SplitScores.from_matrix(scores, idx, world=world)
+    return MaskedScores(scores, idx, world=world)
 
 
 def simclr_scores(
@@ -243,6 +245,6 @@ def simclr_scores(
     cols = dist.all_gather_with_grad(z)
     idx = torch.arange(2 * n, device=z.device)
     offset = dist.rank() * 2 * n
-    return SplitScores.from_matrix(
+    return MaskedScores(
         similarity(z, cols), offset + (idx + n) % (2 * n), offset + idx, world=world
     )

@@ -15,12 +15,36 @@ kind       value                                                   used by
 The value is a scalar, so :class:`TiledReduce` forms the gradient in the **same pass**: each
 ``[T, Tc]`` tile of scores is one GEMM into a reused buffer, its elementwise terms are computed in
 place while the tile is hot in cache, and the two gradient GEMMs ``dA_I += G_IJ B_J`` and
-``dB_J += G_IJᵀ A_I`` follow: three GEMM units in all, no recomputation. ``lse`` keeps one running
-maximum (rescaling the accumulated gradients when it rises); ``rowlse`` needs the row's final
-normaliser before ``G_IJ`` is known, so it keeps the ``[T, M]`` strip of ``exp(x − m)`` of one
-row block (with each tile's running row maximum, folded into the small ``[T, d]`` operands).
+``dBᵀ_J += A_Iᵀ G_IJ`` follow: three GEMM units in all, no recomputation; backward only scales
+the saved ``[K, d]``/``[M, d]`` gradients.
+
+**Fixed stabiliser (the fast path).** By Cauchy–Schwarz ``x_ij ≤ hi_i = ‖a_i‖·max_j ‖b_j‖ +
+shift − c_i − min_j d_j``, known before any tile is computed. When ``hi_i`` lies at most ``gap``
+nats (80 in fp32, 700 in fp64) above ``lo_i``, a score the row certainly reaches (its first
+column in ``J(i)``), the fixed stabiliser ``m_i = max(lo_i, hi_i − gap + 20)`` keeps every
+``exp(x − m)`` below ``exp(gap − 20)`` and each row's largest term above ``exp(−20)``, so it
+replaces running maxima: no ``max`` pass, no rescaling, and ``exp`` is
+taken as ``exp2`` with ``log₂ e`` folded into ``a`` (``exp2`` is ~3× faster than ``exp`` on
+CPU). Per tile that is one GEMM, one broadcast add, one ``exp2`` and one row sum:
+
+- ``rowlse`` (per-row ``m_i``) keeps the ``[T, M]`` strip of ``E = exp(x − m)`` of one row
+  block: pass 1 accumulates ``l_I = E 1`` and ``E_IJ B_J``, pass 2 adds ``(A_I / l_I)ᵀ E_IJ``;
+- ``lse`` uses one ``m`` from ``max_i lo_i`` and ``max_i hi_i`` for the whole batch (clipped for
+  SMILE);
+- ``sum`` with ``φ(x) = w·g(βx)`` (:class:`~infomax.reductions.ElementwisePhi`, every f-MICL
+  divergence) needs no stabiliser: ``β log₂ e`` goes into the GEMM, ``e = exp(βx)`` is one
+  ``exp2``, and ``g`` comes from ``e``: ``exp``; ``softplus = log(1 + e)`` with ``σ = e/(1 + e)``,
+  the logarithm taken once per ``2^k`` terms of a product that cannot overflow; or ``σ²`` with
+  ``g′ = 2σ²(1 − σ)``. ``w`` and ``β`` scale the gradients once at the end.
+
+**Running maxima (the fallback)**, when the bound is too loose (large unnormalised scores,
+temperatures below ~0.03) or ``φ`` is an arbitrary callable: ``lse`` keeps one running maximum
+(rescaling the accumulated gradients when it rises); ``rowlse`` keeps each tile's running row
+maximum, folded into the small ``[T, d]`` operands; ``sum`` differentiates ``φ`` on the tile.
+``stabiliser="running"`` forces it. Both paths give the same value and gradients.
+
 Memory: ``O((K + M)·d + T·Tc)`` for ``lse`` / ``sum`` and ``O((K + M)·d + T·M)`` for ``rowlse``,
-never ``O(K·M)``; backward only scales the saved ``[K, d]``/``[M, d]`` gradients.
+never ``O(K·M)``.
 
 >>> import torch
 >>> a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
@@ -32,18 +56,24 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Phi = str | Callable[[Tensor], Tensor]
+from ..reductions import ElementwisePhi, Phi, as_elementwise
 
-#: Default tile: rows per block and columns per tile (``[256, 4096]`` fp32 is 4 MiB, L3-resident).
-DEFAULT_ROWS = 256
-DEFAULT_COLS = 4096
+#: ``exp(x) = 2^(x·log₂ e)``: the kernels fold ``log₂ e`` into the GEMM and take ``exp2``.
+LOG2E = 1.0 / math.log(2.0)
+#: How a kernel stabilises its exponentials (:func:`tiled_reduce`'s ``stabiliser``).
+STABILISERS = ("auto", "running")
+
+#: Default tile: rows per block and columns per tile (``[1024, 1024]`` fp32 is 4 MiB; measured best
+#: of 10 shapes for the general kernel at B = 8192, docs/benchmarks-losses.md).
+DEFAULT_ROWS = 1024
+DEFAULT_COLS = 1024
 #: ``rowlse`` keeps a ``[T, M]`` strip; its rows are capped so the strip stays below this size.
 MAX_STRIP_ELEMENTS = 1 << 24
 
@@ -60,6 +90,7 @@ class ReduceSpec:
     clip: float | None = None
     rows: int = DEFAULT_ROWS
     cols: int = DEFAULT_COLS
+    stabiliser: str = "auto"
 
 
 def _tile_size(tile_size: int | tuple[int, int] | None, kind: str, m: int) -> tuple[int, int]:
@@ -100,22 +131,353 @@ def _phi_tiles(x: Tensor, phi: Phi, grad_buf: Tensor) -> tuple[Tensor, Tensor]:
     """``(φ(x), φ′(x))`` as tiles (they may alias ``x``, which is overwritten).
 
     Fast in-place paths for ``exp`` (value and gradient are the same tile) and ``softplus``;
-    any other callable is differentiated with autograd on the tile.
+    any other :data:`~infomax.reductions.Phi` is differentiated with autograd on the tile.
     """
-    if phi == "exp":
+    named = as_elementwise(phi)
+    if named == ElementwisePhi("exp"):
         x.exp_()
         return x, x
-    if phi == "softplus":
+    if named == ElementwisePhi("softplus"):
         torch.sigmoid(x, out=grad_buf)
         return F.softplus(x), grad_buf
-    if not callable(phi):
-        raise ValueError(f"unknown phi {phi!r}: use 'exp', 'softplus' or a callable")
+    fn = named if named is not None else phi
+    assert callable(fn)
     with torch.enable_grad():
         leaf = x.detach().requires_grad_(True)
-        value = phi(leaf)
+        value = fn(leaf)
         (grad,) = torch.autograd.grad(value.sum(), leaf)
     grad_buf.copy_(grad)
     return value.detach(), grad_buf
+
+
+_WORKSPACE = threading.local()
+
+
+def _workspace(slot: str, numel: int, like: Tensor) -> Tensor:
+    """A flat scratch buffer of at least ``numel`` elements for ``slot``, kept per thread, device
+    and dtype between calls: a fresh 64 MiB strip costs ~30 ms of page faults per call, as much
+    as 5% of a B = 8192 loss. Only the kernels' tile and strip buffers live here (≤ 72 MiB fp32
+    per thread by default); :func:`clear_workspace` frees them."""
+    cache: dict[tuple[str, torch.device, torch.dtype], Tensor]
+    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
+    key = (slot, like.device, like.dtype)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        cache.pop(key, None)  # free the old buffer before allocating the larger one
+        buf = cache[key] = like.new_empty(numel)
+    return buf[:numel]
+
+
+def clear_workspace() -> None:
+    """Free this thread's cached tile and strip buffers (:func:`_workspace`)."""
+    _WORKSPACE.__dict__.pop("buffers", None)
+
+
+def _gap(dtype: torch.dtype) -> float:
+    """How far (nats) a fixed stabiliser may sit above a row's largest score: ``exp(−gap)``
+    stays a normal number of ``dtype``."""
+    return 700.0 if dtype == torch.float64 else 80.0
+
+
+def _score_bounds(
+    a: Tensor, b: Tensor, c: Tensor | None, d: Tensor | None, spec: ReduceSpec
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(hi, lo, bound)``, each ``[K]`` in nats, from ``O((K + M)·d)`` work: ``hi_i ≥ max_j
+    x_ij`` (Cauchy–Schwarz), ``lo_i ≤ max_{j∈J(i)} x_ij`` (the score of one column of ``J(i)``)
+    and ``bound_i ≥ max_j |x_ij|``; ``clip`` applied (``lse``)."""
+    m = b.shape[0]
+    norm = a.norm(dim=1) * b.norm(dim=1).max()
+    base = torch.full_like(norm, spec.shift) if c is None else spec.shift - c
+    j = torch.arange(a.shape[0], device=a.device) + spec.diag_offset + int(spec.exclude_diagonal)
+    j = j % m
+    lo = (a * b[j]).sum(dim=1) + base
+    hi = norm + base
+    bound = norm + base.abs()
+    if d is not None:
+        lo, hi, bound = lo - d[j], hi - d.min(), bound + d.abs().max()
+    if spec.clip is not None:
+        lo, hi = lo.clamp(-spec.clip, spec.clip), hi.clamp(-spec.clip, spec.clip)
+    return hi, lo, bound
+
+
+def _plan(
+    a: Tensor, b: Tensor, c: Tensor | None, d: Tensor | None, spec: ReduceSpec
+) -> tuple[str, Tensor | ElementwisePhi | None]:
+    """``("fixed", stabiliser or φ)`` when the fixed-stabiliser path is exact (module doc), else
+    ``("running", None)``."""
+    if spec.stabiliser == "running" or (spec.exclude_diagonal and b.shape[0] == 1):
+        return "running", None
+    gap = _gap(a.dtype)
+    if spec.kind == "sum":
+        phi = as_elementwise(spec.phi)
+        if phi is None:
+            return "running", None
+        if phi.kind == "exp":  # no stabiliser: exp(βx) as the dense value
+            return "fixed", phi
+        _, _, bound = _score_bounds(a, b, c, d, spec)
+        return ("fixed", phi) if bool(phi.rate * bound.max() <= gap) else ("running", None)
+    hi, lo, _ = _score_bounds(a, b, c, d, spec)
+    if spec.kind == "lse":
+        hi = hi.max().expand_as(hi)
+        lo = lo.max().expand_as(lo)
+    safe = torch.isfinite(hi).all() & torch.isfinite(lo).all() & ((hi - lo) <= gap).all()
+    if not bool(safe):
+        return "running", None
+    # Stabilise near a score the row reaches, not at the bound: every term stays below
+    # exp(gap − 20) (no sum overflows), the largest above exp(−20), and log l + m loses no more
+    # precision than with the row's true maximum (a loose bound would cost eps·(hi − max)).
+    return "fixed", torch.maximum(lo, hi - (gap - 20.0))
+
+
+def _reduce(
+    a: Tensor, b: Tensor, c: Tensor | None, d: Tensor | None, spec: ReduceSpec, grad: bool
+) -> tuple[Tensor, list[Tensor | None]]:
+    """The reduction of ``spec`` and its gradients, by the fixed-stabiliser path when it is
+    exact, else by running maxima."""
+    path, arg = _plan(a, b, c, d, spec)
+    if path == "running":
+        fn = _rowlse if spec.kind == "rowlse" else _lse_or_sum
+        return fn(a, b, c, d, spec, grad)
+    if spec.kind == "rowlse":
+        assert isinstance(arg, Tensor)
+        return _rowlse_fixed(a, b, c, d, spec, grad, arg)
+    if spec.kind == "lse":
+        assert isinstance(arg, Tensor)
+        return _lse_fixed(a, b, c, d, spec, grad, float(arg[0]))
+    assert isinstance(arg, ElementwisePhi)
+    return _sum_fixed(a, b, c, d, spec, grad, arg)
+
+
+def _scores_into(
+    x: Tensor,
+    a_s: Tensor,
+    b: Tensor,
+    row_term: Tensor | None,
+    col_term: Tensor | None,
+    spec: ReduceSpec,
+    i0: int,
+    j0: int,
+) -> Tensor:
+    """In place: ``x ← a_s,I b_Jᵀ + row_I − col_J`` (one GEMM and at most two broadcast adds;
+    ``a_s`` carries the ``log₂ e`` factor), excluded entries at ``−∞``."""
+    ti, tj = x.shape
+    torch.mm(a_s[i0 : i0 + ti], b[j0 : j0 + tj].T, out=x)
+    if row_term is not None:
+        x.add_(row_term[i0 : i0 + ti, None])
+    if col_term is not None:
+        x.sub_(col_term[None, j0 : j0 + tj])
+    _mask_excluded(x, spec, i0, j0, -math.inf)
+    return x
+
+
+def _grads(
+    a: Tensor, b: Tensor, c: Tensor | None, d: Tensor | None, grad: bool
+) -> list[Tensor | None]:
+    """Accumulators ``[dA, dBᵀ, dc, dd]``: ``dB`` is accumulated transposed, ``dBᵀ_J += A_Iᵀ
+    G_IJ`` (a GEMM on the untransposed tile, ~10% faster than ``G_IJᵀ A_I``). ``dA`` and ``dBᵀ``
+    are uninitialised: each block's first GEMM writes it with ``beta = 0``."""
+    if not grad:
+        return [None, None, None, None]
+    return [
+        torch.empty_like(a),
+        b.new_empty(b.shape[1], b.shape[0]),
+        None if c is None else a.new_zeros(a.shape[0]),
+        None if d is None else b.new_zeros(b.shape[0]),
+    ]
+
+
+def _untranspose(grads: list[Tensor | None]) -> list[Tensor | None]:
+    """``[dA, dBᵀ, dc, dd]`` → ``[dA, dB, dc, dd]``."""
+    gbt = grads[1]
+    return [grads[0], None if gbt is None else gbt.T.contiguous(), grads[2], grads[3]]
+
+
+def _rowlse_fixed(
+    a: Tensor,
+    b: Tensor,
+    c: Tensor | None,
+    d: Tensor | None,
+    spec: ReduceSpec,
+    grad: bool,
+    stab: Tensor,
+) -> tuple[Tensor, list[Tensor | None]]:
+    """``rowlse`` with the per-row stabiliser ``stab_i`` (:func:`_plan`): per row block, pass 1
+    writes ``E_IJ = exp(x_IJ − stab_I)`` into the strip and accumulates ``l_I = E 1`` and
+    ``E_IJ B_J`` (GEMM 2); pass 2 adds ``(A_I / l_I)ᵀ E_IJ`` to ``dBᵀ_J`` (GEMM 3)."""
+    k, m = a.shape[0], b.shape[0]
+    rows, cols = min(spec.rows, k), spec.cols
+    a_s = a * LOG2E
+    shift = spec.shift - stab if c is None else spec.shift - stab - c
+    row_term = shift * LOG2E
+    col_term = None if d is None else d * LOG2E
+    strip = _workspace("strip", rows * (m if grad else min(cols, m)), a)
+    scaled = a.new_empty(rows, a.shape[1])
+    sums = a.new_empty(rows)
+    grads = ga, gb, gc, gd = _grads(a, b, c, d, grad)
+    total = a.new_zeros(())
+    for i0 in range(0, k, rows):
+        ti = min(rows, k - i0)
+        l_i = a.new_zeros(ti)
+        tiles: list[tuple[int, Tensor]] = []
+        for j0 in range(0, m, cols):
+            tj = min(cols, m - j0)
+            base = ti * j0 if grad else 0
+            x = strip[base : base + ti * tj].view(ti, tj)
+            _scores_into(x, a_s, b, row_term, col_term, spec, i0, j0).exp2_()
+            l_i.add_(torch.sum(x, dim=1, out=sums[:ti]))
+            if ga is not None:
+                ga[i0 : i0 + ti].addmm_(x, b[j0 : j0 + tj], beta=float(j0 > 0))
+                tiles.append((j0, x))
+        total += (torch.log(l_i) + stab[i0 : i0 + ti]).sum()
+        if ga is None or gb is None:
+            continue
+        w = l_i.reciprocal_()
+        ga[i0 : i0 + ti].mul_(w[:, None])
+        torch.mul(a[i0 : i0 + ti], w[:, None], out=scaled[:ti])
+        for j0, x in tiles:
+            gb[:, j0 : j0 + x.shape[1]].addmm_(scaled[:ti].T, x, beta=float(i0 > 0))
+            if gd is not None:
+                gd[j0 : j0 + x.shape[1]].sub_(w @ x)
+    if gc is not None:
+        gc.fill_(-1.0)  # each row's softmax sums to one
+    return total, _untranspose(grads)
+
+
+def _lse_fixed(
+    a: Tensor,
+    b: Tensor,
+    c: Tensor | None,
+    d: Tensor | None,
+    spec: ReduceSpec,
+    grad: bool,
+    stab: float,
+) -> tuple[Tensor, list[Tensor | None]]:
+    """``lse`` with one stabiliser ``stab`` (``_plan``) for the whole batch: no rescaling."""
+    k, m = a.shape[0], b.shape[0]
+    rows, cols = min(spec.rows, k), min(spec.cols, m)
+    a_s = a * LOG2E
+    shift = spec.shift - stab
+    row_term = (a.new_full((k,), shift) if c is None else shift - c) * LOG2E
+    col_term = None if d is None else d * LOG2E
+    buf = _workspace("tile", rows * cols, a)
+    sums = a.new_empty(max(rows, cols))
+    grads = ga, gb, gc, gd = _grads(a, b, c, d, grad)
+    clip = spec.clip
+    lo_t = hi_t = 0.0
+    if clip is not None:
+        lo_t, hi_t = (-clip - stab) * LOG2E, (clip - stab) * LOG2E
+    total = a.new_zeros(())
+    for i0 in range(0, k, rows):
+        ti = min(rows, k - i0)
+        for j0 in range(0, m, cols):
+            tj = min(cols, m - j0)
+            x = buf[: ti * tj].view(ti, tj)
+            torch.mm(a_s[i0 : i0 + ti], b[j0 : j0 + tj].T, out=x)
+            x.add_(row_term[i0 : i0 + ti, None])
+            if col_term is not None:
+                x.sub_(col_term[None, j0 : j0 + tj])
+            inside = None
+            if clip is not None:
+                inside = (x > lo_t).logical_and_(x < hi_t)
+                x.clamp_(lo_t, hi_t)
+            _mask_excluded(x, spec, i0, j0, -math.inf)
+            x.exp2_()
+            row_sums = torch.sum(x, dim=1, out=sums[:ti])
+            total += row_sums.sum()
+            if ga is None or gb is None:
+                continue
+            if inside is not None:
+                row_sums = torch.sum(x.mul_(inside), dim=1, out=sums[:ti])
+            ga[i0 : i0 + ti].addmm_(x, b[j0 : j0 + tj], beta=float(j0 > 0))
+            gb[:, j0 : j0 + tj].addmm_(a[i0 : i0 + ti].T, x, beta=float(i0 > 0))
+            if gc is not None:
+                gc[i0 : i0 + ti].sub_(row_sums)
+            if gd is not None:
+                gd[j0 : j0 + tj].sub_(x.sum(dim=0))
+    for g in grads:
+        if g is not None:
+            g.div_(total)
+    return torch.log(total) + stab, _untranspose(grads)
+
+
+def _sum_log(v: Tensor, folds: int) -> Tensor:
+    """``Σ log v`` for ``v ≥ 1`` (overwritten) whose products of ``2^folds`` terms stay finite:
+    the halves are multiplied in place ``folds`` times, then one ``log`` per ``2^folds`` terms
+    (``log`` costs ~8 multiplications)."""
+    n, extra = v.numel(), v.new_zeros(())
+    for _ in range(folds):
+        if n < 2:
+            break
+        if n % 2:
+            n -= 1
+            extra += torch.log(v[n])
+        half = n // 2
+        v[:half].mul_(v[half:n])
+        n = half
+    return v[:n].log_().sum() + extra
+
+
+def _sum_fixed(
+    a: Tensor,
+    b: Tensor,
+    c: Tensor | None,
+    d: Tensor | None,
+    spec: ReduceSpec,
+    grad: bool,
+    phi: ElementwisePhi,
+) -> tuple[Tensor, list[Tensor | None]]:
+    """``sum`` for ``φ(x) = w·g(βx)``: ``β·log₂ e`` is folded into the GEMM, so each tile needs
+    one ``exp2`` (``e = exp(βx)``) and ``g`` is formed from ``e``: ``exp`` itself, ``softplus =
+    log1p(e)`` with ``σ = e/(1 + e)``, or ``σ²`` with ``g′ = 2σ²(1 − σ)``."""
+    k, m = a.shape[0], b.shape[0]
+    rows, cols = min(spec.rows, k), min(spec.cols, m)
+    lam = LOG2E * phi.rate
+    a_s = a * lam
+    row_term: Tensor | None = None
+    if c is not None:
+        row_term = (spec.shift - c) * lam
+    elif spec.shift != 0.0:
+        row_term = a.new_full((k,), spec.shift * lam)
+    col_term = None if d is None else d * lam
+    buf, aux = _workspace("tile", rows * cols, a), _workspace("aux", rows * cols, a)
+    grads = ga, gb, gc, gd = _grads(a, b, c, d, grad)
+    folds = 0
+    if phi.kind == "softplus":  # products of 2^folds terms 1 + exp(βx) stay below exp(gap)
+        _, _, bound = _score_bounds(a, b, c, d, spec)
+        per_term = float(F.softplus(phi.rate * bound.max()))
+        folds = max(0, int(math.log2(max(_gap(a.dtype) / max(per_term, 1e-3), 1.0))))
+    total = a.new_zeros(())
+    for i0 in range(0, k, rows):
+        ti = min(rows, k - i0)
+        for j0 in range(0, m, cols):
+            tj = min(cols, m - j0)
+            e = _scores_into(buf[: ti * tj].view(ti, tj), a_s, b, row_term, col_term, spec, i0, j0)
+            e.exp2_()
+            h = aux[: ti * tj].view(ti, tj)
+            if phi.kind == "exp":
+                g = e
+                total += e.sum()
+            elif phi.kind == "softplus":
+                g = e.div_(torch.add(e, 1.0, out=h))  # σ(βx); h = 1 + exp(βx)
+                total += _sum_log(h.view(-1), folds)
+            else:  # sigmoid_sq
+                sig = e.div_(torch.add(e, 1.0, out=h))
+                g = torch.mul(sig, sig, out=h)
+                total += g.sum()
+                g.addcmul_(g, sig, value=-1.0)  # σ² − σ³ = g′/2
+            if ga is None or gb is None:
+                continue
+            ga[i0 : i0 + ti].addmm_(g, b[j0 : j0 + tj], beta=float(j0 > 0))
+            gb[:, j0 : j0 + tj].addmm_(a[i0 : i0 + ti].T, g, beta=float(i0 > 0))
+            if gc is not None:
+                gc[i0 : i0 + ti].sub_(g.sum(dim=1))
+            if gd is not None:
+                gd[j0 : j0 + tj].sub_(g.sum(dim=0))
+    factor = phi.weight * phi.rate * (2.0 if phi.kind == "sigmoid_sq" else 1.0)
+    for grad_t in grads:
+        if grad_t is not None:
+            grad_t.mul_(factor)
+    return total * phi.weight, _untranspose(grads)
 
 
 class TiledReduce(torch.autograd.Function):
@@ -134,8 +496,7 @@ class TiledReduce(torch.autograd.Function):
         a, b = a.detach().contiguous(), b.detach().contiguous()
         c = None if c is None else c.detach().contiguous()
         d = None if d is None else d.detach().contiguous()
-        fn = _rowlse if spec.kind == "rowlse" else _lse_or_sum
-        value, grads = fn(a, b, c, d, spec, grad)
+        value, grads = _reduce(a, b, c, d, spec, grad)
         ctx.save_for_backward(*[g if g is not None else torch.empty(0) for g in grads])
         ctx.has = [g is not None for g in grads]  # type: ignore[attr-defined]
         return value
@@ -284,6 +645,7 @@ def tiled_reduce(
     phi: Phi = "exp",
     clip: float | None = None,
     tile_size: int | tuple[int, int] | None = None,
+    stabiliser: str = "auto",
 ) -> Tensor:
     """One of the three tiled reductions of ``x_ij = a_i·b_j + shift − c_i − d_j`` (module table).
 
@@ -297,8 +659,10 @@ def tiled_reduce(
         exclude_diagonal: drop column ``i + diag_offset`` from row ``i`` (the positive or self).
         phi: ``sum`` only: ``"exp"``, ``"softplus"`` or an elementwise callable.
         clip: ``lse`` only: clamp ``x`` to ``[−clip, clip]`` first (SMILE).
-        tile_size: ``T`` (a ``T × T`` tile) or ``(rows, cols)``; default ``(256, 4096)``, with the
+        tile_size: ``T`` (a ``T × T`` tile) or ``(rows, cols)``; default ``(1024, 1024)``, with the
             ``rowlse`` strip capped at ``2^24`` elements.
+        stabiliser: ``auto`` (the fixed Cauchy–Schwarz stabiliser when it is exact, else
+            running maxima; module doc) or ``running`` (always running maxima).
 
     Returns:
         A 0-d tensor; its gradient was formed in the forward pass.
@@ -318,8 +682,12 @@ def tiled_reduce(
             raise ValueError(f"{name} must have shape [{n}], got {tuple(t.shape)}")
     if clip is not None and clip <= 0:
         raise ValueError(f"clip must be > 0, got {clip}")
+    if stabiliser not in STABILISERS:
+        raise ValueError(f"stabiliser must be 'auto' or 'running', got {stabiliser!r}")
     rows, cols = _tile_size(tile_size, kind, b.shape[0])
-    spec = ReduceSpec(kind, float(shift), exclude_diagonal, int(diag_offset), phi, clip, rows, cols)
+    spec = ReduceSpec(
+        kind, float(shift), exclude_diagonal, int(diag_offset), phi, clip, rows, cols, stabiliser
+    )
     inputs = [t for t in (a, b, row_shift, col_shift) if t is not None]
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     out: Tensor = TiledReduce.apply(a, b, row_shift, col_shift, spec, grad)

@@ -82,7 +82,7 @@ class ContrastiveLoss(nn.Module):
         anchors: ``views`` or ``pairs``; symmetric: ``pairs`` only.
         gather_distributed: under ``torchrun``, negatives from every rank (with gradient).
         impl: ``dense`` (materialise the scores), ``tiled`` (never), ``auto`` (tiled from
-            ``4096²`` entries on); tile_size: the tiled kernels' tile.
+            ``1024²`` entries on); tile_size: the tiled kernels' tile.
     """
 
     def __init__(

@@ -52,7 +52,7 @@ class Objective:
     """An objective name (``infonce`` or a divergence), a similarity, ``τ`` (for ``gaussian``
     ``τ = σ²``: ``S = −‖â − b̂‖²/(2τ)``), the f-MICL ``α``, and whether in-batch losses use the
     tiled kernels (``memory_efficient``: ``True`` / ``False``, or ``None`` for automatic: tiled
-    from ``4096²`` score entries on, and under ``torchrun``)."""
+    from ``1024²`` score entries on, and under ``torchrun``)."""
 
     name: str = "infonce"
     similarity: str = "cosine"

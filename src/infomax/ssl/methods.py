@@ -10,7 +10,7 @@ never a side effect of ``forward``. The representation used downstream is ``mode
 Distributed: the criterion gathers keys / columns with gradient when a process group exists
 (identity otherwise); rows stay local. SimCLR and MoCo v3 use the tiled kernels of
 :mod:`infomax.kernels` when the criterion's ``impl`` asks for them (by default when distributed
-or from 4096² score entries on); MoCo v2's ``[N, Q]`` query-queue matrix stays dense.
+or from 1024² score entries on); MoCo v2's ``[N, Q]`` query-queue matrix stays dense.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class SSLConfig:
     use only the first ``n`` training images for SSL / for the probe and kNN bank (``None``: all);
     ``eval_every``: kNN accuracy on the test set every ``n`` epochs (0: only at the end);
     ``sync_batchnorm``: batch-norm statistics over all ranks under ``torchrun``;
-    ``memory_efficient``: tiled loss kernels (``None``: automatic from 4096² score entries);
+    ``memory_efficient``: tiled loss kernels (``None``: automatic from 1024² score entries);
     ``threads``: torch CPU threads set by :func:`train_ssl` (``None``: leave torch's setting);
     ``preset``: the name of the :data:`SSL_PRESETS` entry the values came from (a label, set by
     :meth:`from_preset`).
