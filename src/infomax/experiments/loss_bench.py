@@ -1,17 +1,24 @@
-"""Loss benchmark (SPEC §8): tiled NT-Xent vs the materialised reference and two peers.
+"""Loss-kernel benchmark (SPEC §8): every tiled path against the GEMM lower bound and two peers.
 
-For each batch of ``B`` pairs (``2B`` embeddings, ``d = 128``, fp32) and each implementation —
-``tiled`` (:func:`infomax.kernels.ntxent_loss`, symmetric 2-GEMM kernel), ``tiled-3gemm`` (the
-general 3-GEMM kernel, as used across ranks), ``dense`` (the materialised reference), and when
-installed lightly's and pytorch-metric-learning's ``NTXentLoss`` — a **fresh subprocess** times
+For each batch of ``B`` pairs (``d = 128``, fp32) and each implementation (:data:`IMPLS`) — the
+SimCLR ``2B``-anchor form: ``tiled`` (:func:`infomax.kernels.ntxent_loss`, symmetric 2-GEMM
+kernel), ``tiled-3gemm`` (NT-Xent on the general kernel), ``fmicl-<divergence>`` (every f-MICL
+divergence, :class:`infomax.losses.FMICLLoss`), ``dense`` (the materialised reference), and when
+installed lightly's and pytorch-metric-learning's ``NTXentLoss``; paired ``[B, d]`` embeddings
+(estimation, MoCo v3): ``pair-infonce`` and ``pair-infonce-2sided``
+(:class:`infomax.losses.InfoNCELoss`); across 2 gloo ranks with gathered columns:
+``cross-rank`` (NT-Xent) and ``cross-rank-pair`` (InfoNCE) — a **fresh subprocess** times
 forward + backward (median of ``repeats`` runs after one warm-up) and reports its peak resident
 memory above its own baseline (``ru_maxrss`` after imports, before the inputs exist, to the end
 of the warm-up run). The same process measures the machine's GEMM rate on the kernel's shapes
 (best of several) right before every timed run, so each run is set against the lower bound of 3
-GEMM units of ``2·(2B)²·d`` FLOP at the rate of that moment; the rate swings with host load, so
-only ratios mean anything, and the reported ratio is the median of the per-run ratios. Each
-child runs under an address-space cap so a peer that needs ``O(B²)`` or ``O(B³)`` memory fails
-cleanly (reported as a result) instead of pushing the shared host into swap or the OOM killer.
+GEMM units (:func:`workload`: ``2·R·C·d`` FLOP for ``R`` anchor rows and ``C`` columns; 6 for the
+two-sided loss) at the rate of that moment; the rate swings with host load, so only ratios mean
+anything, and the reported ratio is the median of the per-run ratios. The symmetric kernel also
+gets its ratio to its own 2 units. Across ranks every rank is timed against its own share of the
+work at its own GEMM rate and the slowest rank counts. Each child runs under an address-space cap
+so a peer that needs ``O(B²)`` or ``O(B³)`` memory fails cleanly (reported as a result) instead
+of pushing the shared host into swap or the OOM killer.
 
 lightly's ``lightly.loss`` imports ``torchvision.ops`` at import time although NT-Xent does not use
 it: the benchmark child (never the library) installs an import hook that serves an empty stand-in
@@ -27,6 +34,7 @@ it: the benchmark child (never the library) installs an import hook that serves 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import statistics
@@ -38,8 +46,39 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-IMPLS = ("tiled", "tiled-3gemm", "dense", "lightly", "pml")
+#: f-MICL divergences benchmarked on the general kernel (``fmicl-<name>``).
+FMICL_DIVERGENCES = ("kl", "js", "pearson", "sqhellinger", "tsallis", "vlc")
+#: Every benchmarked path. SimCLR ``2B``-anchor form: ``tiled`` (NT-Xent, symmetric 2-GEMM
+#: kernel), ``tiled-3gemm`` (NT-Xent, general kernel), ``fmicl-*`` (general kernel), ``dense``,
+#: ``lightly``, ``pml``; paired ``[B, d]`` embeddings (estimation, MoCo v3): ``pair-infonce``,
+#: ``pair-infonce-2sided``; across 2 gloo ranks (each rank ``B/2`` pairs, columns gathered):
+#: ``cross-rank`` (NT-Xent) and ``cross-rank-pair`` (InfoNCE).
+IMPLS = (
+    "tiled",
+    "tiled-3gemm",
+    *(f"fmicl-{name}" for name in FMICL_DIVERGENCES),
+    "pair-infonce",
+    "pair-infonce-2sided",
+    "cross-rank",
+    "cross-rank-pair",
+    "dense",
+    "lightly",
+    "pml",
+)
+#: The paths the README / docs table reports at B = 8192 and 16384.
+KERNEL_IMPLS = IMPLS[:-3]
 DEFAULT_BATCHES = (512, 2048, 8192, 16384, 32768)
+CROSS_RANK_WORLD = 2
+
+
+def workload(impl: str, batch: int, dim: int) -> tuple[float, int]:
+    """``(FLOP of one GEMM unit, units in the lower bound)`` of one (rank's) forward + backward:
+    a unit is ``2·R·C·d`` for ``R`` anchor rows against ``C`` columns, and the bound is 3 units
+    (the score GEMM and two gradient GEMMs; 6 for the two-sided loss, which has two matrices)."""
+    pair = impl in ("pair-infonce", "pair-infonce-2sided", "cross-rank-pair")
+    cols = batch if pair else 2 * batch
+    rows = cols // CROSS_RANK_WORLD if impl.startswith("cross-rank") else cols
+    return 2.0 * rows * cols * dim, 6 if impl == "pair-infonce-2sided" else 3
 
 
 @dataclass(frozen=True)
@@ -50,7 +89,7 @@ class LossBenchConfig:
     dim: int = 128
     repeats: int = 5
     temperature: float = 0.2
-    impls: tuple[str, ...] = IMPLS
+    impls: tuple[str, ...] = IMPLS  # "kernels": every tiled path (KERNEL_IMPLS)
     threads: int = 1  # 0: torch's default; 1 is steadiest on a shared host
     seed: int = 0
     memory_cap_gib: float = 0.0  # 0: min(14 GiB, MemAvailable − 4 GiB)
@@ -65,6 +104,9 @@ class LossBenchConfig:
             raise ValueError(f"batch sizes must be >= 2, got {self.batch_sizes}")
         if self.dim < 1 or self.repeats < 1:
             raise ValueError("dim and repeats must be >= 1")
+        if "kernels" in self.impls:  # shorthand: every tiled path
+            expanded = (i for n in self.impls for i in (KERNEL_IMPLS if n == "kernels" else (n,)))
+            object.__setattr__(self, "impls", tuple(dict.fromkeys(expanded)))
         unknown = set(self.impls) - set(IMPLS)
         if unknown:
             raise ValueError(f"unknown implementations {sorted(unknown)}; valid: {IMPLS}")
@@ -108,15 +150,28 @@ def _install_torchvision_stub() -> None:
 def _loss_fn(impl: str, temperature: float, tile_size: Any) -> Callable[..., Any]:
     import torch
 
+    ts = tuple(tile_size) if isinstance(tile_size, list) else tile_size
+    if impl == "cross-rank":  # the drop-in module, as a torchrun user runs it
+        from infomax.losses import NTXentLoss as OurNTXent
+
+        return OurNTXent(temperature, impl="tiled", tile_size=ts)
     if impl in ("tiled", "tiled-3gemm", "dense"):
         from infomax.kernels import ntxent_loss
 
         mode = "dense" if impl == "dense" else "tiled"
         sym = {"tiled": True, "tiled-3gemm": False}.get(impl)
-        ts = tuple(tile_size) if isinstance(tile_size, list) else tile_size
         return lambda z1, z2: ntxent_loss(
             z1, z2, temperature=temperature, impl=mode, tile_size=ts, symmetric=sym
         )
+    if impl.startswith("fmicl-"):
+        from infomax.losses import FMICLLoss
+
+        return FMICLLoss(impl[6:], temperature=temperature, impl="tiled", tile_size=ts)
+    if impl in ("pair-infonce", "pair-infonce-2sided", "cross-rank-pair"):
+        from infomax.losses import InfoNCELoss
+
+        two = impl == "pair-infonce-2sided"
+        return InfoNCELoss(temperature, symmetric=two, impl="tiled", tile_size=ts)
     if impl == "lightly":
         _install_torchvision_stub()
         from lightly.loss import NTXentLoss
@@ -184,18 +239,22 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
     times: list[float] = []
     ratios: list[float] = []
     rates: list[float] = []
-    unit = 2.0 * (2 * args["batch"]) ** 2 * args["dim"]
+    unit, units = workload(args["impl"], args["batch"], args["dim"])
+    rank, world = args.get("rank", 0), args.get("world", 1)
     try:
         g = torch.Generator().manual_seed(args["seed"])
         b, d = args["batch"], args["dim"]
-        z1 = torch.randn(b, d, generator=g).requires_grad_(True)
-        z2 = torch.randn(b, d, generator=g).requires_grad_(True)
+        rows = slice(rank * b // world, (rank + 1) * b // world)  # this rank's pairs
+        z1 = torch.randn(b, d, generator=g)[rows].clone().requires_grad_(True)
+        z2 = torch.randn(b, d, generator=g)[rows].clone().requires_grad_(True)
+        barrier = torch.distributed.barrier if world > 1 else (lambda: None)
         runs = args["repeats"]
         rep = 0
         while rep <= runs:
             z1.grad = z2.grad = None
             if rep:  # GEMM rate right before each timed run (its buffers are small)
                 rates.append(gemm_rate(args["dim"], seconds=0.1))
+            barrier()
             start = time.perf_counter()
             loss = fn(z1, z2)
             loss.backward()
@@ -208,7 +267,7 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
                     runs = min(runs, args["slow_repeats"])
             else:
                 times.append(elapsed)
-                ratios.append(elapsed / (3 * unit / rates[-1]))
+                ratios.append(elapsed / (units * unit / rates[-1]))
             rep += 1
         out["loss"] = float(loss)
         out["status"] = "ok"
@@ -221,9 +280,71 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
             median_s=statistics.median(times), min_s=min(times), times=times, runs=len(times)
         )
         out.update(median_ratio=statistics.median(ratios), gemm_flops=statistics.median(rates))
+        out["ratios"] = ratios
     resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     if not rates:
         out["gemm_flops"] = gemm_rate(args["dim"])
+    return out
+
+
+def _rank_child(rank: int, args: dict[str, Any], init_file: str, queue: Any) -> None:
+    """One gloo rank of a ``cross-rank*`` measurement (one thread; see :func:`_cross_rank`)."""
+    import torch
+
+    from .. import dist
+
+    torch.set_num_threads(max(1, args["threads"]))
+    world = args["world"]
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    try:
+        # every rank must time the same number of runs (they meet at barriers)
+        queue.put((rank, _child({**args, "rank": rank, "threads": 0, "max_run_s": math.inf})))
+    finally:
+        dist.shutdown()
+
+
+def _cross_rank(args: dict[str, Any]) -> dict[str, Any]:
+    """Run :func:`_child` on :data:`CROSS_RANK_WORLD` gloo ranks (spawned) and combine them: each
+    timed run's time is the slowest rank's, its ratio the largest rank ratio (each rank against
+    its own share of the work at its own GEMM rate); peak memory is the largest rank's."""
+    import multiprocessing as mp
+    import tempfile
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    world = CROSS_RANK_WORLD
+    with tempfile.TemporaryDirectory() as tmp:
+        init = os.path.join(tmp, "rendezvous")
+        procs = [
+            ctx.Process(target=_rank_child, args=(r, {**args, "world": world}, init, queue))
+            for r in range(world)
+        ]
+        for proc in procs:
+            proc.start()
+        results = dict(queue.get(timeout=args.get("timeout_s", 3600.0)) for _ in procs)
+        for proc in procs:
+            proc.join()
+    per_rank = [results[r] for r in range(world)]
+    out: dict[str, Any] = {"threads": per_rank[0].get("threads"), "world": world}
+    bad = [r for r in per_rank if r.get("status") != "ok"]
+    if bad:
+        return {**out, **bad[0]}
+    times = [max(t) for t in zip(*(r["times"] for r in per_rank), strict=True)]
+    ratios = [max(x) for x in zip(*(r["ratios"] for r in per_rank), strict=True)]
+    out.update(
+        status="ok",
+        times=times,
+        runs=len(times),
+        median_s=statistics.median(times),
+        min_s=min(times),
+        median_ratio=statistics.median(ratios),
+        gemm_flops=statistics.median([r["gemm_flops"] for r in per_rank]),
+        peak_mb=max(r["peak_mb"] for r in per_rank),
+        # each rank's module loss is its local-mean loss (world × share): their mean is global
+        loss=statistics.mean(r["loss"] for r in per_rank),
+    )
     return out
 
 
@@ -289,8 +410,8 @@ def run(
                 "slow_repeats": config.slow_repeats,
             }
             res = _run_child(args, config.timeout_s)
-            k = 2 * batch
-            unit = 2.0 * k * k * config.dim
+            unit, units = workload(impl, batch, config.dim)
+            k = batch if "pair" in impl else 2 * batch
             row: dict[str, Any] = {"B": batch, "embeddings": k, "impl": impl}
             row["status"] = res.get("status", "failed")
             row["error"] = res.get("error", "")
@@ -300,8 +421,12 @@ def run(
             row["peak_mb"] = res.get("peak_mb", float("nan"))
             rate = res.get("gemm_flops", float("nan"))
             row["gemm_gflops"] = rate / 1e9
-            row["bound_s"] = 3 * unit / rate if rate == rate else float("nan")
+            row["bound_s"] = units * unit / rate if rate == rate else float("nan")
             row["ratio_to_bound"] = res.get("median_ratio", float("nan"))
+            # the symmetric kernel needs 2 units: its ratio to that
+            two = impl == "tiled" and row["ratio_to_bound"] == row["ratio_to_bound"]
+            row["ratio_to_2gemm"] = 1.5 * row["ratio_to_bound"] if two else float("nan")
+            row["ranks"] = res.get("world", 1)
             row["loss"] = res.get("loss", float("nan"))
             row["threads"] = res.get("threads", 0)
             row["load_1min"] = os.getloadavg()[0]
@@ -370,6 +495,7 @@ TABLE_COLUMNS = (
     "gemm_gflops",
     "bound_s",
     "ratio_to_bound",
+    "ratio_to_2gemm",
     "speedup_vs_lightly",
 )
 
@@ -381,6 +507,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 if __name__ == "__main__":  # child entry point: python -m infomax.experiments.loss_bench --child
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(_child(json.loads(sys.argv[2]))), flush=True)
+        child_args = json.loads(sys.argv[2])
+        runner = _cross_rank if child_args["impl"].startswith("cross-rank") else _child
+        print(json.dumps(runner(child_args)), flush=True)
     else:
         sys.exit("usage: python -m infomax.experiments.loss_bench --child JSON (see benchmarks/)")
