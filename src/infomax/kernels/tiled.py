@@ -257,17 +257,45 @@ def _scores_into(
     spec: ReduceSpec,
     i0: int,
     j0: int,
-) -> Tensor:
+    clip: tuple[float, float] | None = None,
+) -> Tensor | None:
     """In place: ``x ← a_s,I b_Jᵀ + row_I − col_J`` (one GEMM and at most two broadcast adds;
-    ``a_s`` carries the ``log₂ e`` factor), excluded entries at ``−∞``."""
+    ``a_s`` carries the ``log₂ e`` factor), clamped to ``clip = (lo, hi)`` if given, excluded
+    entries at ``−∞``. Returns the mask of the entries strictly inside ``clip`` (or ``None``)."""
     ti, tj = x.shape
     torch.mm(a_s[i0 : i0 + ti], b[j0 : j0 + tj].T, out=x)
     if row_term is not None:
         x.add_(row_term[i0 : i0 + ti, None])
     if col_term is not None:
         x.sub_(col_term[None, j0 : j0 + tj])
+    inside = None
+    if clip is not None:
+        inside = (x > clip[0]).logical_and_(x < clip[1])
+        x.clamp_(*clip)
     _mask_excluded(x, spec, i0, j0, -math.inf)
-    return x
+    return inside
+
+
+def _accumulate(
+    grads: list[Tensor | None],
+    g: Tensor,
+    a: Tensor,
+    b: Tensor,
+    i0: int,
+    j0: int,
+    row_sums: Tensor | None = None,
+) -> None:
+    """Add the gradient tile ``g = ∂value/∂x_IJ`` to ``[dA, dBᵀ, dc, dd]``: the two gradient GEMMs
+    (``beta = 0`` on each block's first), and ``−g 1`` / ``−gᵀ 1`` for the row / column shifts."""
+    ga, gbt, gc, gd = grads
+    assert ga is not None and gbt is not None
+    ti, tj = g.shape
+    ga[i0 : i0 + ti].addmm_(g, b[j0 : j0 + tj], beta=float(j0 > 0))
+    gbt[:, j0 : j0 + tj].addmm_(a[i0 : i0 + ti].T, g, beta=float(i0 > 0))
+    if gc is not None:
+        gc[i0 : i0 + ti].sub_(g.sum(dim=1) if row_sums is None else row_sums)
+    if gd is not None:
+        gd[j0 : j0 + tj].sub_(g.sum(dim=0))
 
 
 def _grads(
@@ -323,7 +351,8 @@ def _rowlse_fixed(
             tj = min(cols, m - j0)
             base = ti * j0 if grad else 0
             x = strip[base : base + ti * tj].view(ti, tj)
-            _scores_into(x, a_s, b, row_term, col_term, spec, i0, j0).exp2_()
+            _scores_into(x, a_s, b, row_term, col_term, spec, i0, j0)
+            x.exp2_()
             l_i.add_(torch.sum(x, dim=1, out=sums[:ti]))
             if ga is not None:
                 ga[i0 : i0 + ti].addmm_(x, b[j0 : j0 + tj], beta=float(j0 > 0))
@@ -361,39 +390,25 @@ def _lse_fixed(
     col_term = None if d is None else d * LOG2E
     buf = _workspace("tile", rows * cols, a)
     sums = a.new_empty(max(rows, cols))
-    grads = ga, gb, gc, gd = _grads(a, b, c, d, grad)
-    clip = spec.clip
-    lo_t = hi_t = 0.0
-    if clip is not None:
-        lo_t, hi_t = (-clip - stab) * LOG2E, (clip - stab) * LOG2E
+    grads = _grads(a, b, c, d, grad)
+    clip = None
+    if spec.clip is not None:  # [−clip, clip] in the tile's units
+        clip = ((-spec.clip - stab) * LOG2E, (spec.clip - stab) * LOG2E)
     total = a.new_zeros(())
     for i0 in range(0, k, rows):
         ti = min(rows, k - i0)
         for j0 in range(0, m, cols):
             tj = min(cols, m - j0)
             x = buf[: ti * tj].view(ti, tj)
-            torch.mm(a_s[i0 : i0 + ti], b[j0 : j0 + tj].T, out=x)
-            x.add_(row_term[i0 : i0 + ti, None])
-            if col_term is not None:
-                x.sub_(col_term[None, j0 : j0 + tj])
-            inside = None
-            if clip is not None:
-                inside = (x > lo_t).logical_and_(x < hi_t)
-                x.clamp_(lo_t, hi_t)
-            _mask_excluded(x, spec, i0, j0, -math.inf)
+            inside = _scores_into(x, a_s, b, row_term, col_term, spec, i0, j0, clip)
             x.exp2_()
             row_sums = torch.sum(x, dim=1, out=sums[:ti])
             total += row_sums.sum()
-            if ga is None or gb is None:
+            if not grad:
                 continue
-            if inside is not None:
+            if inside is not None:  # clipped scores carry no gradient
                 row_sums = torch.sum(x.mul_(inside), dim=1, out=sums[:ti])
-            ga[i0 : i0 + ti].addmm_(x, b[j0 : j0 + tj], beta=float(j0 > 0))
-            gb[:, j0 : j0 + tj].addmm_(a[i0 : i0 + ti].T, x, beta=float(i0 > 0))
-            if gc is not None:
-                gc[i0 : i0 + ti].sub_(row_sums)
-            if gd is not None:
-                gd[j0 : j0 + tj].sub_(x.sum(dim=0))
+            _accumulate(grads, x, a, b, i0, j0, row_sums)
     for g in grads:
         if g is not None:
             g.div_(total)
@@ -440,7 +455,7 @@ def _sum_fixed(
         row_term = a.new_full((k,), spec.shift * lam)
     col_term = None if d is None else d * lam
     buf, aux = _workspace("tile", rows * cols, a), _workspace("aux", rows * cols, a)
-    grads = ga, gb, gc, gd = _grads(a, b, c, d, grad)
+    grads = _grads(a, b, c, d, grad)
     folds = 0
     if phi.kind == "softplus":  # products of 2^folds terms 1 + exp(βx) stay below exp(gap)
         _, _, bound = _score_bounds(a, b, c, d, spec)
@@ -451,7 +466,8 @@ def _sum_fixed(
         ti = min(rows, k - i0)
         for j0 in range(0, m, cols):
             tj = min(cols, m - j0)
-            e = _scores_into(buf[: ti * tj].view(ti, tj), a_s, b, row_term, col_term, spec, i0, j0)
+            e = buf[: ti * tj].view(ti, tj)
+            _scores_into(e, a_s, b, row_term, col_term, spec, i0, j0)
             e.exp2_()
             h = aux[: ti * tj].view(ti, tj)
             if phi.kind == "exp":
@@ -465,14 +481,8 @@ def _sum_fixed(
                 g = torch.mul(sig, sig, out=h)
                 total += g.sum()
                 g.addcmul_(g, sig, value=-1.0)  # σ² − σ³ = g′/2
-            if ga is None or gb is None:
-                continue
-            ga[i0 : i0 + ti].addmm_(g, b[j0 : j0 + tj], beta=float(j0 > 0))
-            gb[:, j0 : j0 + tj].addmm_(a[i0 : i0 + ti].T, g, beta=float(i0 > 0))
-            if gc is not None:
-                gc[i0 : i0 + ti].sub_(g.sum(dim=1))
-            if gd is not None:
-                gd[j0 : j0 + tj].sub_(g.sum(dim=0))
+            if grad:
+                _accumulate(grads, g, a, b, i0, j0)
     factor = phi.weight * phi.rate * (2.0 if phi.kind == "sigmoid_sq" else 1.0)
     for grad_t in grads:
         if grad_t is not None:
