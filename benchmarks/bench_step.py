@@ -50,7 +50,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -62,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from infomax.experiments.loss_bench import _mem_available, _vm_bytes
+from infomax.experiments.loss_bench import _mem_available, _vm_bytes, run_json_child
 
 SSL_IMPLS = ("infomax", "infomax-tiled", "lightly", "dense")
 MI_IMPLS = ("infomax", "infomax-tiled", "dense", "torch-mist")
@@ -441,15 +440,7 @@ def run_child(args: dict[str, Any], timeout: float, in_process: bool = False) ->
     if args["threads"]:
         env["OMP_NUM_THREADS"] = str(args["threads"])
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(args)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": f"failed: timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
-        return {"status": f"failed: exit {proc.returncode}: {tail}"}
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])  # type: ignore[no-any-return]
+    return run_json_child(cmd, timeout, prefix=RESULT_PREFIX, env=env)
 
 
 # ------------------------------------------------------------------------------------ summary

@@ -352,17 +352,28 @@ def _cross_rank(args: dict[str, Any]) -> dict[str, Any]:
 # Parent
 
 
-def _run_child(args: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "infomax.experiments.loss_bench", "--child", json.dumps(args)]
+def run_json_child(
+    cmd: list[str], timeout: float, prefix: str = "", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run a benchmark child process and return the JSON object on its last stdout line that
+    starts with ``prefix + "{"``; a timeout, a non-zero exit or no such line becomes
+    ``{"status": "failed: ..."}`` (with the last line of stderr). Shared by the benchmarks."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"status": f"failed: timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(prefix + "{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
         return {"status": f"failed: exit {proc.returncode}: {tail}"}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return json.loads(lines[-1][len(prefix) :])  # type: ignore[no-any-return]
+
+
+def _run_child(args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "infomax.experiments.loss_bench", "--child", json.dumps(args)]
+    return run_json_child(cmd, timeout)
 
 
 @dataclass

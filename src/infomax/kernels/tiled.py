@@ -248,6 +248,20 @@ def _reduce(
     return _sum_fixed(a, b, c, d, spec, grad, arg)
 
 
+def _operands(
+    a: Tensor, c: Tensor | None, d: Tensor | None, offset: float | Tensor, lam: float
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(λa, λ(offset − c), λd)``: the GEMM operand and the broadcast row / column terms of
+    :func:`_scores_into`, so that a tile is ``λ(a_i·b_j + offset_i − c_i − d_j)``; ``λ`` carries
+    ``log₂ e`` (and φ's rate). A zero row term is ``None``."""
+    row = offset if c is None else offset - c
+    if isinstance(row, Tensor):
+        row_term: Tensor | None = row * lam
+    else:
+        row_term = None if row == 0.0 else a.new_full((a.shape[0],), row * lam)
+    return a * lam, row_term, None if d is None else d * lam
+
+
 def _scores_into(
     x: Tensor,
     a_s: Tensor,
@@ -334,10 +348,7 @@ def _rowlse_fixed(
     ``E_IJ B_J`` (GEMM 2); pass 2 adds ``(A_I / l_I)ᵀ E_IJ`` to ``dBᵀ_J`` (GEMM 3)."""
     k, m = a.shape[0], b.shape[0]
     rows, cols = min(spec.rows, k), spec.cols
-    a_s = a * LOG2E
-    shift = spec.shift - stab if c is None else spec.shift - stab - c
-    row_term = shift * LOG2E
-    col_term = None if d is None else d * LOG2E
+    a_s, row_term, col_term = _operands(a, c, d, spec.shift - stab, LOG2E)
     strip = _workspace("strip", rows * (m if grad else min(cols, m)), a)
     scaled = a.new_empty(rows, a.shape[1])
     sums = a.new_empty(rows)
@@ -384,10 +395,7 @@ def _lse_fixed(
     """``lse`` with one stabiliser ``stab`` (``_plan``) for the whole batch: no rescaling."""
     k, m = a.shape[0], b.shape[0]
     rows, cols = min(spec.rows, k), min(spec.cols, m)
-    a_s = a * LOG2E
-    shift = spec.shift - stab
-    row_term = (a.new_full((k,), shift) if c is None else shift - c) * LOG2E
-    col_term = None if d is None else d * LOG2E
+    a_s, row_term, col_term = _operands(a, c, d, spec.shift - stab, LOG2E)
     buf = _workspace("tile", rows * cols, a)
     sums = a.new_empty(max(rows, cols))
     grads = _grads(a, b, c, d, grad)
@@ -446,14 +454,7 @@ def _sum_fixed(
     log1p(e)`` with ``σ = e/(1 + e)``, or ``σ²`` with ``g′ = 2σ²(1 − σ)``."""
     k, m = a.shape[0], b.shape[0]
     rows, cols = min(spec.rows, k), min(spec.cols, m)
-    lam = LOG2E * phi.rate
-    a_s = a * lam
-    row_term: Tensor | None = None
-    if c is not None:
-        row_term = (spec.shift - c) * lam
-    elif spec.shift != 0.0:
-        row_term = a.new_full((k,), spec.shift * lam)
-    col_term = None if d is None else d * lam
+    a_s, row_term, col_term = _operands(a, c, d, spec.shift, LOG2E * phi.rate)
     buf, aux = _workspace("tile", rows * cols, a), _workspace("aux", rows * cols, a)
     grads = _grads(a, b, c, d, grad)
     folds = 0
