@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -20,8 +21,11 @@ from ._common import (
 )
 
 DM_OPTIONS = {
-    "target": "Target law: gaussian or uniform.",
-    "sigma": "Noise std (gaussian) or half-width (uniform).",
+    "target": "Target law: gaussian, uniform, or laplace / exponential / gumbel (inverse CDF of "
+    "the uniform one), optionally with parameters, e.g. laplace:0,2.",
+    "sigma": "Noise std (gaussian) or half-width (uniform and inverse-CDF targets).",
+    "method": "noisy-dim, or simclr (the plain-SimCLR reference row, no noise).",
+    "normalization": "batch (per-dimension moments) or rank (whitening + soft ranks).",
     "data": "synthetic, digits, mnist or fashion-mnist.",
     "data_dir": "Folder with the dataset's original files.",
     "dim": "Representation dimension d.",
@@ -43,7 +47,16 @@ DM_OPTIONS = {
     "progress": "Show training progress.",
 }
 
-SWEEP_COLUMNS = ["sigma", "probe acc", "KS p min", "Shapiro p min", "energy", "energy p", "SW2"]
+SWEEP_COLUMNS = [
+    "sigma",
+    "seed",
+    "probe acc",
+    "KS p min",
+    "Shapiro p min",
+    "energy",
+    "energy p",
+    "SW2",
+]
 SWEEP_COLUMNS += ["MI est", "ceiling"]
 
 
@@ -54,6 +67,15 @@ def dm(
     *,
     settings: Fields,
     sweep: str | None = typer.Option(None, help="Comma list of sigmas, e.g. 0,0.05,0.1,0.2,0.4."),
+    seeds: str | None = typer.Option(
+        None, help="Comma list of seeds for every sigma (default: --seed)."
+    ),
+    seeds_at: float | None = typer.Option(
+        None, help="Run every seed only at this sigma (the others: the first seed)."
+    ),
+    simclr_reference: bool = typer.Option(
+        False, help="Add plain SimCLR rows (same encoder, views, budget; one per seed)."
+    ),
     out: str = typer.Option("runs/dm", help="Folder for results.json, CSV and PNGs."),
     docs_dir: str | None = typer.Option(
         None, help="Also copy the PNGs here, as dm_<data>_<target>_<figure>.png."
@@ -63,8 +85,16 @@ def dm(
     from ..experiments.dm_sweep import DMSweepConfig, run
     from ..reports import atomic_write_bytes, print_table
 
-    sigmas = comma_list(float, "sigma", "0,0.1")(sweep, "--sweep") if sweep else [settings["sigma"]]
-    sweep_cfg = DMSweepConfig(DMConfig(**{**settings, "sigma": sigmas[0]}), tuple(sigmas))
+    base = DMConfig(**settings)  # resolves the recipe's defaults (sigma, epochs)
+    sigmas = comma_list(float, "sigma", "0,0.1")(sweep, "--sweep") if sweep else [base.noise_level]
+    seed_list = comma_list(int, "seed", "0,1,2")(seeds, "--seeds") if seeds else None
+    sweep_cfg = DMSweepConfig(
+        replace(base, sigma=sigmas[0]),
+        tuple(sigmas),
+        None if seed_list is None else tuple(seed_list),
+        simclr_reference,
+        seeds_at,
+    )
     cfg = sweep_cfg.base
     out_dir(out)
     out_dir(docs_dir, "--docs-dir")
@@ -74,15 +104,43 @@ def dm(
         for name in ("tradeoff", "marginals"):
             target = Path(docs_dir) / f"dm_{cfg.data}_{cfg.target}_{name}.png"
             atomic_write_bytes(target, paths[name].read_bytes())
-    keys = ["sigma", "linear_probe_acc", "ks_p_min", "shapiro_p_min", "energy", "energy_p"]
-    keys += ["sliced_w2", "mi_estimate", "capacity"]
-    rows = [[r[k] for k in keys] for r in res.rows]
+    keys = ["sigma", "seed", "linear_probe_acc", "ks_p_min", "shapiro_p_min", "energy"]
+    keys += ["energy_p", "sliced_w2", "mi_estimate", "capacity"]
+    rows = [
+        [("simclr" if r.get("method") == "simclr" else r["sigma"]), *[r[k] for k in keys[1:]]]
+        for r in res.rows
+    ]
     ref = res.reference[0]
     rows.append(
-        ["true sample", "-"]
+        ["true sample", "-", "-"]
         + [ref[k] for k in ("ks_p_min", "shapiro_p_min", "energy", "energy_p", "sliced_w2")]
         + ["-", "-"]
     )
     title = f"noise-injected DIM on {cfg.data}, {cfg.target} target, d={cfg.dim}, n={ref['n']}"
     print_table(title, SWEEP_COLUMNS, rows, console)
-    console.print(f"wrote results.json, dm_sweep.csv, dm_tradeoff.png, dm_marginals.png to {out}")
+    for r in res.rows:
+        if r.get("mi_note"):
+            console.print(f"sigma {r['sigma']:g}, seed {r['seed']}: held-out MI {r['mi_note']}")
+    summary = res.summary["summary"]
+    if len(res.config.seeds or ()) > 1 or res.config.simclr_reference:
+        cols = ["method", "sigma", "seeds", "probe acc", "energy p", "SW2 / true", "energy pass"]
+        cols += ["KS pass", "Shapiro pass"]
+        srows = [
+            [
+                s["method"],
+                s["sigma"],
+                s["seeds"],
+                f"{s['linear_probe_acc_mean']:.3f} ± {s['linear_probe_acc_std']:.3f}",
+                f"{s['energy_p_mean']:.3f}",
+                f"{s['sw2_ratio_mean']:.2f}",
+                s["energy_pass"],
+                s["ks_pass"],
+                s["shapiro_pass"],
+            ]
+            for s in summary
+        ]
+        print_table("over seeds", cols, srows, console)
+    console.print(
+        f"wrote results.json, dm_sweep.csv, dm_summary.csv, dm_tradeoff.png, dm_marginals.png "
+        f"to {out}"
+    )

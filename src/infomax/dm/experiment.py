@@ -30,13 +30,36 @@ from .. import reports
 from .._checks import check_int, check_positive, is_int_at_least, is_real
 from ..critics import Similarity
 from ..data.batches import Batches
+from ..losses import NTXentLoss
 from ..models import ENCODERS
 from ..registry import BOUNDS
 from ..train import TrainConfig, TrainResult, fit, resolve_device
-from .metrics import dm_metrics
-from .noise import NoiseInjection, binding_sigma, capacity, check_target, sigma_schedule
+from .metrics import dm_metrics, mmd2_imq
+from .noise import (
+    NORMALIZATIONS,
+    NoiseInjection,
+    RankNormalization,
+    binding_sigma,
+    capacity,
+    sigma_schedule,
+)
+from .targets import TargetLaw, get_target
 
 DATA_CHOICES = ("synthetic", "digits", "mnist", "fashion-mnist")
+#: ``noisy-dim``: the InfoMax bound on noisy vs clean views (the method). ``simclr``: the
+#: reference row, plain SimCLR (NT-Xent, cosine similarity, τ = 0.5, no noise) on the same
+#: encoder, head, views and budget; its head output is evaluated after the same normalisation.
+METHODS = ("noisy-dim", "simclr")
+#: ``augment``: two random views; ``identity``: the input twice; ``augment-clean``: one random
+#: view and the clean input (the representation that is evaluated).
+VIEWS = ("augment", "identity", "augment-clean")
+DENOMINATORS = ("with-positive", "balanced")
+#: Default epochs per data set (``epochs=None``): 4 passes over the 60,000 MNIST-sized images
+#: fit the 10-minute / 2-core budget; the small sets need more passes for as many steps.
+RECIPE_EPOCHS = {"synthetic": 20, "digits": 100, "mnist": 4, "fashion-mnist": 4}
+#: Default width of the small CNN (``width=None`` with a CNN encoder).
+CNN_WIDTH = 16
+SIMCLR_TEMPERATURE = 0.5
 ENCODER_CHOICES = ("auto", *ENCODERS)
 TAU_SCALE = 20.0
 MIN_SUBSET = 10
@@ -47,25 +70,38 @@ MIN_DM_SIZE = 20
 class DMConfig:
     """One noise-injected DIM run (validated; written into ``results.json``).
 
-    ``sigma``: noise std (Gaussian) or half-width (uniform); ``sigma_warmup``: fraction of
-    training over which ``σ`` ramps up linearly from 0; ``train_subset`` / ``probe_subset`` /
-    ``test_subset``: first ``n`` images for DIM training / probe training / test (``None``: all);
-    ``dm_sizes``: sample sizes of the DM tests (the first is the headline one).
+    ``method``: :data:`METHODS`; ``target``: a name of :func:`~infomax.dm.targets.get_target`;
+    ``sigma``: noise std (Gaussian) or half-width (uniform base); ``sigma_warmup``: fraction of
+    training over which ``σ`` ramps up linearly from 0; ``normalization``:
+    :data:`~infomax.dm.noise.NORMALIZATIONS`; ``match_weight``: weight of an extra
+    :func:`~infomax.dm.metrics.mmd2_imq` penalty between the batch and target draws (0: none,
+    pure noise-injected DIM); ``denominator``: ``with-positive`` (InfoNCE as it is) or
+    ``balanced`` (the mean of InfoNCE with and without the positive in its denominator, whose
+    finite-``K`` biases cancel to first order); ``views``: :data:`VIEWS`; ``crop``: smallest
+    random-resized-crop scale of the image views (``None``: the data set's preset);
+    ``train_subset`` / ``probe_subset`` / ``test_subset``: first ``n`` images for DIM training /
+    probe training / test (``None``: all); ``dm_sizes``: sample sizes of the DM tests (the first
+    is the headline one).
     """
 
     data: str = "digits"
     data_dir: str | None = None
+    method: str = "noisy-dim"
     target: str = "gaussian"
-    sigma: float = 0.2
+    sigma: float | None = None
     sigma_warmup: float = 0.0
+    normalization: str = "rank"
+    match_weight: float = 0.0
+    denominator: str = "balanced"
     dim: int = 16
     bound: str = "infonce"
-    views: str = "augment"
+    views: str = "augment-clean"
+    crop: float | None = 0.6
     encoder: str = "auto"
     width: int | None = None
-    epochs: int = 20
+    epochs: int | None = None
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     train_subset: int | None = None
     probe_subset: int | None = None
     test_subset: int | None = None
@@ -78,8 +114,32 @@ class DMConfig:
     def __post_init__(self) -> None:
         if self.data not in DATA_CHOICES:
             raise ValueError(f"unknown data {self.data!r}; valid: {', '.join(DATA_CHOICES)}")
-        check_target(self.target)
-        if not (is_real(self.sigma) and 0 <= self.sigma < math.inf):
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {self.normalization!r}; valid: {', '.join(NORMALIZATIONS)}"
+            )
+        if not (is_real(self.match_weight) and 0 <= self.match_weight < math.inf):
+            raise ValueError(
+                f"match_weight must be a finite number >= 0, got {self.match_weight!r}"
+            )
+        if self.denominator not in DENOMINATORS:
+            raise ValueError(
+                f"unknown denominator {self.denominator!r}; valid: {', '.join(DENOMINATORS)}"
+            )
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        law = get_target(self.target)
+        if self.normalization == "radial" and law.base != "gaussian":
+            raise ValueError(
+                f"normalization 'radial' is for the gaussian target only, not {self.target!r}"
+            )
+        check_int("dim", self.dim, 1)
+        check_int("batch_size", self.batch_size, 2)  # InfoMax needs a negative
+        if self.sigma is None:  # the recipe: the noise at which the ceiling equals log K
+            object.__setattr__(self, "sigma", binding_sigma(law.base, self.dim, self.batch_size))
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", RECIPE_EPOCHS.get(self.data, 20))
+        if not (is_real(self.sigma) and 0 <= self.noise_level < math.inf):
             raise ValueError(f"sigma must be a finite number >= 0, got {self.sigma!r}")
         if not (is_real(self.sigma_warmup) and 0 <= self.sigma_warmup <= 1):
             raise ValueError(
@@ -90,14 +150,14 @@ class DMConfig:
                 f"bound {self.bound!r} needs an extra network; use one of "
                 f"{', '.join(n for n in BOUNDS.names() if BOUNDS.get(n).extra is None)}"
             )
-        if self.views not in ("augment", "identity"):
-            raise ValueError(f"views must be 'augment' or 'identity', got {self.views!r}")
+        if self.crop is not None and not (is_real(self.crop) and 0 < self.crop <= 1):
+            raise ValueError(f"crop must be a fraction in (0, 1] (or None), got {self.crop!r}")
+        if self.views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {self.views!r}")
         if self.encoder not in ENCODER_CHOICES:
             raise ValueError(
                 f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODER_CHOICES)}"
             )
-        check_int("dim", self.dim, 2)
-        check_int("batch_size", self.batch_size, 2)  # InfoMax needs a negative
         check_int("epochs", self.epochs, 1)
         check_int("permutations", self.permutations, 1)
         check_int("width", self.width, 1, none="the encoder's default")
@@ -123,15 +183,25 @@ class DMConfig:
         )
         self.train_config()
 
+    @property
+    def noise_level(self) -> float:
+        """``sigma`` after the default is resolved (always a number after construction)."""
+        return float(self.sigma)  # type: ignore[arg-type]
+
+    @property
+    def n_epochs(self) -> int:
+        """``epochs`` after the default is resolved."""
+        return int(self.epochs)  # type: ignore[arg-type]
+
     def train_config(self) -> TrainConfig:
         """Settings for :func:`infomax.train.fit` (AdamW, cosine schedule, no AMP on CPU)."""
         return TrainConfig(
-            epochs=self.epochs,
+            epochs=self.n_epochs,
             lr=self.lr,
             device=self.device,
             seed=self.seed,
             progress=self.progress,
-            checkpoint_every=self.epochs,
+            checkpoint_every=self.n_epochs,
         )
 
 
@@ -176,13 +246,22 @@ def check_data_sizes(
 class NoisyDIM(nn.Module):
     """Encoder → ``Linear(out_dim, d)`` → :class:`NoiseInjection`, plus the critic temperature."""
 
-    def __init__(self, encoder: nn.Module, dim: int, target: str, sigma: float) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        dim: int,
+        target: str | TargetLaw,
+        sigma: float,
+        normalization: str = "batch",
+    ) -> None:
         super().__init__()
+        self.law = get_target(target)
+        base = self.law.base
         self.encoder = encoder
         self.head = nn.Linear(int(encoder.out_dim), dim)  # type: ignore[arg-type]
-        self.noise = NoiseInjection(dim, target, sigma)
-        spread = 0.25 if target == "gaussian" else 0.02
-        noise_var = sigma**2 if target == "gaussian" else sigma**2 / 3.0
+        self.noise = NoiseInjection(dim, base, sigma, normalization=normalization)
+        spread = 0.25 if base == "gaussian" else 0.02
+        noise_var = sigma**2 if base == "gaussian" else sigma**2 / 3.0
         # log τ = TAU_SCALE · θ: the temperature adapts ~TAU_SCALE× faster than the weights
         self.tau_param = nn.Parameter(
             torch.tensor(math.log(2.0 * (noise_var + spread)) / TAU_SCALE)
@@ -194,8 +273,14 @@ class NoisyDIM(nn.Module):
         return (TAU_SCALE * self.tau_param).exp()
 
     def represent(self, x: Tensor) -> Tensor:
-        """Clean normalised representation ``n(e(x)): [B, d]``."""
+        """Clean normalised representation ``n(e(x)): [B, d]`` of the base law (what the noise
+        is added to)."""
         return self.noise.normalize(self.head(self.encoder(x)))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The representation in the target law: ``F⁻¹(n(e(x)))`` for an inverse-CDF target,
+        ``n(e(x))`` for ``gaussian`` / ``uniform``; ``[B, d]``."""
+        return self.law.from_base(self.represent(x))
 
     def scores(self, z: Tensor, c: Tensor) -> Tensor:
         """``S_ij = −‖z_i − c_j‖² / τ``: ``[B, B]``."""
@@ -203,11 +288,18 @@ class NoisyDIM(nn.Module):
 
     def pair_scores(self, x1: Tensor, x2: Tensor, *, noisy: bool = True) -> tuple[Tensor, Tensor]:
         """Both directions ``(S(z¹, c²), S(z², c¹))`` from one encoder pass over ``[x¹; x²]``."""
+        s12, s21, _ = self.pair_scores_and_clean(x1, x2, noisy=noisy)
+        return s12, s21
+
+    def pair_scores_and_clean(
+        self, x1: Tensor, x2: Tensor, *, noisy: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`pair_scores` and the clean ``c = n(e([x¹; x²])): [2B, d]`` it used."""
         c = self.represent(torch.cat([x1, x2]))
         c1, c2 = c.chunk(2)
         z1 = self.noise.add_noise(c1) if noisy else c1
         z2 = self.noise.add_noise(c2) if noisy else c2
-        return self.scores(z1, c2), self.scores(z2, c1)
+        return self.scores(z1, c2), self.scores(z2, c1), c
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,9 +357,11 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
     ds = load_dataset(config.data, config.data_dir)
     c, h, _ = ds.image_shape
     name = config.encoder if config.encoder != "auto" else ("mlp" if h == 8 else "cnn")
-    enc = build_encoder(name, in_channels=c, image_size=h, width=config.width)
+    width = config.width if config.width is not None or name != "cnn" else CNN_WIDTH
+    enc = build_encoder(name, in_channels=c, image_size=h, width=width)
     norm = Normalize(ds.mean, ds.std).to(device)
-    aug = build_augment(ds.name).to(device)
+    crop = {} if config.crop is None else {"crop_scale": (float(config.crop), 1.0)}
+    aug = build_augment(ds.name, **crop).to(device)
 
     def img_view(x: Tensor) -> Tensor:
         x = to_float(x, device)
@@ -298,33 +392,70 @@ def recalibrate_bn(
     for m, (momentum, training) in zip(bns, saved, strict=True):
         m.momentum = momentum
         m.train(training)
+    ranks = [r for r in model.modules() if isinstance(r, RankNormalization)]
+    if ranks:  # population whitening and quantiles from the final (eval-mode) network
+        was = model.training
+        model.eval()
+        hs = [
+            model.head(model.encoder(prep(x[i : i + batch_size])))  # type: ignore[operator]
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        model.train(was)
+        for r in ranks:
+            r.fit(torch.cat(hs))
 
 
 @torch.no_grad()
 def representations(model: NoisyDIM, x: Tensor, prep: Callable[[Tensor], Tensor]) -> Tensor:
-    """Clean ``n(e(x))`` in eval mode, in batches of 1024: ``float [N, d]`` on the CPU."""
+    """Clean representation in the target law (:meth:`NoisyDIM.embed`) in eval mode, in batches
+    of 1024: ``float [N, d]`` on the CPU."""
     was = model.training
     model.eval()
-    out = [model.represent(prep(x[i : i + 1024])).float().cpu() for i in range(0, len(x), 1024)]
+    out = [model.embed(prep(x[i : i + 1024])).float().cpu() for i in range(0, len(x), 1024)]
     model.train(was)
     return torch.cat(out)
+
+
+#: Multiples of the learned ``τ`` tried on the calibration half of the test inputs by
+#: :func:`heldout_bound`; ``inf`` is the constant critic, whose InfoNCE estimate is exactly 0.
+TAU_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
+
+
+@dataclass(frozen=True)
+class HeldoutBound:
+    """The held-out estimate of :func:`heldout_bound` (nats) and how it was made."""
+
+    estimate: float
+    stderr: float
+    tau_scale: float
+    batch_size: int
+    batches: int
+    note: str
 
 
 @torch.no_grad()
 def heldout_bound(
     model: NoisyDIM, data: DMData, bound: str, k: int, min_batches: int = 8
-) -> tuple[float, float]:
-    """Mean and standard error over test batches of size ``k`` of the bound's estimate between
-    the noisy representation of one view and the clean one of another.
+) -> HeldoutBound:
+    """The bound between the noisy representation of one view and the clean one of another,
+    estimated on test inputs that made no choice.
+
+    The test inputs are split in two halves. On the first, the critic's one free scale is
+    chosen: ``S/s`` for ``s`` in :data:`TAU_GRID` (the learned ``τ`` fitted the *training*
+    views, and is too sharp where test views lie further apart; ``s = ∞`` is the constant
+    critic, for which InfoNCE is exactly 0). On the second half, the mean and standard error over
+    random batches of ``min(k, N/2)`` pairs are reported with that scale, so a negative value can
+    only come from sampling noise (``note`` says so), never from a mis-scaled critic.
 
     The encoder uses eval-mode statistics; the noise layer standardises each test batch with its
     own statistics, exactly the constraint of training under which the SPEC §7 ceiling holds.
-    Batches are random subsets of the test set (at least ``min_batches``; they overlap when the
-    test set holds fewer, so the standard error is then optimistic).
+    Batches overlap when a half holds fewer than ``min_batches · k`` inputs, so the standard
+    error is then optimistic.
     """
     n = data.test_x.shape[0]
-    if n < k:
-        raise ValueError(f"test set ({n}) smaller than one batch of {k}")
+    k_eval = min(k, n // 2)
+    if k_eval < 2:
+        raise ValueError(f"test set ({n}) too small for a held-out estimate (need >= 4 inputs)")
     spec = BOUNDS.get(bound)
     was = model.training
     model.eval()
@@ -333,16 +464,38 @@ def heldout_bound(
     norm.train()
     gen_state = torch.get_rng_state()
     torch.manual_seed(12345)
-    vals = []
-    for _ in range(max(n // k, min_batches)):
-        xb = data.test_x[torch.randperm(n)[:k]]
-        s12, s21 = model.pair_scores(data.view(xb), data.view(xb), noisy=True)
-        vals.append(0.5 * float(spec.estimate(s12) + spec.estimate(s21)))
+    order = torch.randperm(n)
+    halves = order[: n // 2], order[n // 2 :]
+
+    def estimates(idx: Tensor, scales: tuple[float, ...]) -> np.ndarray:
+        out = []
+        for _ in range(max(len(idx) // k_eval, min_batches)):
+            xb = data.test_x[idx[torch.randperm(len(idx))[:k_eval]]]
+            s12, s21 = model.pair_scores(data.view(xb), data.view(xb), noisy=True)
+            out.append(
+                [
+                    0.5 * float(spec.estimate(s12 / s) + spec.estimate(s21 / s))
+                    if math.isfinite(s)
+                    else 0.5 * float(spec.estimate(0 * s12) + spec.estimate(0 * s21))
+                    for s in scales
+                ]
+            )
+        return np.array(out)
+
+    calib = estimates(halves[0], TAU_GRID).mean(axis=0)
+    scale = TAU_GRID[int(np.argmax(calib))]
+    vals = estimates(halves[1], (scale,))[:, 0]
     torch.set_rng_state(gen_state)
     norm.load_state_dict(saved)
     model.train(was)
-    arr = np.array(vals)
-    return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr)))
+    mean, se = float(vals.mean()), float(vals.std(ddof=1) / math.sqrt(len(vals)))
+    note = ""
+    if mean < 0:
+        note = (
+            f"below 0 by sampling noise only ({mean:.3f} ± {se:.3f} nats over {len(vals)} "
+            f"batches; the critic scale was chosen on the other half of the test inputs)"
+        )
+    return HeldoutBound(mean, se, float(scale), k_eval, len(vals), note)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,7 +523,9 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
         n_test=data.test_x.shape[0],
     )
     torch.manual_seed(config.seed)
-    model = NoisyDIM(data.encoder, config.dim, config.target, config.sigma).to(device)
+    model = NoisyDIM(
+        data.encoder, config.dim, config.target, config.noise_level, config.normalization
+    ).to(device)
     result = _train(model, data, images, config, out_dir)
     metrics, f_test = _evaluate(model, data, images, config)
     metrics.update(
@@ -399,16 +554,29 @@ def _train(
     symmetrised bound between the noisy representation of one view and the clean one of the
     other, with ``σ`` following :func:`~infomax.dm.noise.sigma_schedule` step by step."""
     spec = BOUNDS.get(config.bound)
-    steps_total = config.epochs * (images.shape[0] // config.batch_size)
+    steps_total = config.n_epochs * (images.shape[0] // config.batch_size)
+    ntxent = NTXentLoss(SIMCLR_TEMPERATURE)
 
     def loss_fn(m: nn.Module, batch: Tensor) -> Tensor:
-        s12, s21 = m.pair_scores(data.view(batch), data.view(batch))  # type: ignore[operator]
-        return 0.5 * (spec.loss(s12) + spec.loss(s21))
+        if config.method == "simclr":
+            h = m.head(m.encoder(torch.cat([data.view(batch), data.view(batch)])))  # type: ignore[operator]
+            m.noise.normalize(h)  # type: ignore[union-attr,operator]  # running statistics
+            return ntxent(*h.chunk(2))
+        second = data.clean(batch) if config.views == "augment-clean" else data.view(batch)
+        s12, s21, c = m.pair_scores_and_clean(data.view(batch), second)  # type: ignore[operator]
+        loss = 0.5 * (spec.loss(s12) + spec.loss(s21))
+        if config.denominator == "balanced":
+            loss = 0.5 * loss + 0.25 * (_without_positive(s12) + _without_positive(s21))
+        if config.match_weight > 0:
+            base = m.noise.target  # type: ignore[union-attr]
+            ref = torch.randn_like(c) if base == "gaussian" else torch.rand_like(c)
+            loss = loss + config.match_weight * mmd2_imq(c, ref)
+        return loss
 
     def after_step(m: nn.Module, step: int) -> None:
-        m.noise.sigma = sigma_schedule(step / steps_total, config.sigma, config.sigma_warmup)  # type: ignore[union-attr]
+        m.noise.sigma = sigma_schedule(step / steps_total, config.noise_level, config.sigma_warmup)  # type: ignore[union-attr]
 
-    model.noise.sigma = sigma_schedule(0.0, config.sigma, config.sigma_warmup)
+    model.noise.sigma = sigma_schedule(0.0, config.noise_level, config.sigma_warmup)
     return fit(
         model,
         lambda epoch: Batches(images, config.batch_size, config.seed, epoch),
@@ -417,6 +585,14 @@ def _train(
         out_dir=Path(out_dir) if out_dir is not None else None,
         after_step=after_step,
     )
+
+
+def _without_positive(scores: Tensor) -> Tensor:
+    """``−mean_i [S_ii − log mean_{j≠i} exp S_ij]``: InfoNCE's loss with the positive left out
+    of its own denominator (biased the other way at finite ``K``)."""
+    from ..bounds import log_mean_exp_offdiag_rows
+
+    return -(scores.diagonal() - log_mean_exp_offdiag_rows(scores)).mean()
 
 
 def _evaluate(
@@ -428,13 +604,18 @@ def _evaluate(
     the test representation."""
     from ..eval import linear_probe
 
-    model.noise.sigma = config.sigma
+    model.noise.sigma = config.noise_level
     recalibrate_bn(model, images[:10_000], data.clean, config.batch_size)
     probe_x = data.train_x if config.probe_subset is None else data.train_x[: config.probe_subset]
     probe_y = data.train_y[: probe_x.shape[0]]
     f_train = representations(model, probe_x, data.clean)
     f_test = representations(model, data.test_x, data.clean)
-    metrics: dict[str, Any] = {"sigma": config.sigma, "target": config.target}
+    metrics: dict[str, Any] = {
+        "sigma": config.noise_level if config.method == "noisy-dim" else 0.0,
+        "method": config.method,
+        "target": config.target,
+        "seed": config.seed,
+    }
     metrics["linear_probe_acc"] = linear_probe(f_train, probe_y, f_test, data.test_y)
     sizes = list(config.dm_sizes)  # checked against the test set before training
     for i, n in enumerate(sizes):
@@ -448,12 +629,18 @@ def _evaluate(
         f_train, config.target, n=sizes[0], permutations=config.permutations, seed=config.seed
     )
     metrics.update(train_energy=in_sample.energy, train_energy_p=in_sample.energy_p)
-    mi, se = heldout_bound(model, data, config.bound, config.batch_size)
+    if config.method == "simclr":  # no noise channel: no ceiling to compare with
+        metrics.update(mi_estimate=math.nan, mi_stderr=math.nan, capacity=math.inf)
+        return metrics, f_test
+    held = heldout_bound(model, data, config.bound, config.batch_size)
     metrics.update(
-        mi_estimate=mi,
-        mi_stderr=se,
-        capacity=capacity(config.target, config.dim, config.sigma),
-        log_k=math.log(config.batch_size),
-        binding_sigma=binding_sigma(config.target, config.dim, config.batch_size),
+        mi_estimate=held.estimate,
+        mi_stderr=held.stderr,
+        mi_tau_scale=held.tau_scale,
+        mi_batch_size=held.batch_size,
+        mi_note=held.note,
+        capacity=capacity(model.law.base, config.dim, config.noise_level),
+        log_k=math.log(held.batch_size),
+        binding_sigma=binding_sigma(model.law.base, config.dim, config.batch_size),
     )
     return metrics, f_test

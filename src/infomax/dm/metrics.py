@@ -1,10 +1,10 @@
-"""Distribution-matching metrics: how close is a sample ``z: [n, d]`` to ``N(0, I)`` or
-``U[0, 1]^d`` (SPEC §7)?
+"""Distribution-matching metrics: how close is a sample ``z: [n, d]`` to ``N(0, I)``,
+``U[0, 1]^d`` or another target law of :mod:`infomax.dm.targets` (SPEC §7)?
 
-- Per dimension: Kolmogorov–Smirnov p-values against the target marginal (``scipy.stats.kstest``)
-  and Shapiro–Wilk p-values (``scipy.stats.shapiro``; for the uniform target on ``Φ⁻¹(z)``, which
-  is ``N(0, 1)`` iff ``z`` is ``U[0, 1]``). A dimension family *passes* when the smallest p-value
-  times ``d`` (Bonferroni) exceeds ``α``.
+- Per dimension: Kolmogorov–Smirnov p-values against the target marginal ``F``
+  (``scipy.stats.kstest``) and Shapiro–Wilk p-values (``scipy.stats.shapiro``; for a
+  non-Gaussian target on the normal scores ``Φ⁻¹(F(z))``, which are ``N(0, 1)`` iff ``z ~ F``).
+  A dimension family *passes* when the smallest p-value times ``d`` (Bonferroni) exceeds ``α``.
 - Multivariate: energy distance
   ``E = 2 E‖X − Y‖ − E‖X − X'‖ − E‖Y − Y'‖`` (U-statistics) between ``z`` and an independent
   target sample of the same size, with a permutation p-value ``(1 + #{E_π ≥ E}) / (1 + P)``;
@@ -32,39 +32,45 @@ import torch
 from torch import Tensor
 
 from .._checks import as_2d_tensor
-from .noise import check_target
+from .targets import TargetLaw, get_target
 
 
-def sample_target(target: str, n: int, dim: int, generator: torch.Generator) -> Tensor:
-    """``n`` draws of ``N(0, I_d)`` or ``U[0, 1]^d`` as ``float64 [n, d]``."""
-    if check_target(target) == "gaussian":
-        return torch.randn(n, dim, generator=generator, dtype=torch.float64)
-    return torch.rand(n, dim, generator=generator, dtype=torch.float64)
+def sample_target(target: str | TargetLaw, n: int, dim: int, generator: torch.Generator) -> Tensor:
+    """``n`` draws of the target law in ``dim`` dimensions (e.g. ``N(0, I_d)``, ``U[0, 1]^d``)
+    as ``float64 [n, d]``."""
+    return get_target(target).sample(n, dim, generator)
 
 
-def ks_pvalues(z: Tensor, target: str) -> np.ndarray:
-    """Per-dimension KS p-values of ``z: [n, d]`` against ``N(0, 1)`` / ``U[0, 1]``: ``[d]``."""
+def ks_pvalues(z: Tensor, target: str | TargetLaw) -> np.ndarray:
+    """Per-dimension KS p-values of ``z: [n, d]`` against the target marginal: ``[d]``."""
     from scipy import stats
 
-    cdf = "norm" if check_target(target) == "gaussian" else "uniform"
-    x = as_2d_tensor(z, "z", torch.float64).cpu().numpy()
-    return np.array([stats.kstest(x[:, k], cdf).pvalue for k in range(x.shape[1])])
+    law = get_target(target)
+    x = as_2d_tensor(z, "z", torch.float64).cpu()
+    if law.name in ("gaussian", "uniform"):
+        cdf: Any = "norm" if law.name == "gaussian" else "uniform"
+        return np.array([stats.kstest(x[:, k].numpy(), cdf).pvalue for k in range(x.shape[1])])
+    u = law.cdf(x).numpy()  # KS is invariant under F: test F(z) against U[0, 1]
+    return np.array([stats.kstest(u[:, k], "uniform").pvalue for k in range(u.shape[1])])
 
 
-def shapiro_pvalues(z: Tensor, target: str) -> np.ndarray:
-    """Per-dimension Shapiro–Wilk p-values: ``[d]`` (on ``Φ⁻¹(z)`` for the uniform target).
+def shapiro_pvalues(z: Tensor, target: str | TargetLaw) -> np.ndarray:
+    """Per-dimension Shapiro–Wilk p-values: ``[d]`` (on the normal scores ``Φ⁻¹(F(z))`` for a
+    non-Gaussian target).
 
-    Values outside ``(0, 1)`` under the uniform target are clipped to ``[1e-12, 1 − 1e-12]``
-    first (they give extreme normal scores, so the test still rejects).
+    ``F(z)`` is clipped to ``[1e-12, 1 − 1e-12]`` first (values outside the support give extreme
+    normal scores, so the test still rejects).
     """
     from scipy import stats
 
-    x = as_2d_tensor(z, "z", torch.float64).cpu().numpy()
+    law = get_target(target)
+    x = as_2d_tensor(z, "z", torch.float64).cpu()
     if x.shape[0] < 3:
         raise ValueError(f"Shapiro-Wilk needs n >= 3, got {x.shape[0]}")
-    if check_target(target) == "uniform":
-        x = stats.norm.ppf(np.clip(x, 1e-12, 1 - 1e-12))
-    return np.array([stats.shapiro(x[:, k]).pvalue for k in range(x.shape[1])])
+    scores = x.numpy()
+    if law.name != "gaussian":
+        scores = stats.norm.ppf(np.clip(law.cdf(x).numpy(), 1e-12, 1 - 1e-12))
+    return np.array([stats.shapiro(scores[:, k]).pvalue for k in range(scores.shape[1])])
 
 
 def energy_distance(x: Tensor, y: Tensor) -> Tensor:
@@ -110,6 +116,36 @@ def energy_test(
     perm_stats = 2 * s_xy / (n * m) - s_xx / (n * (n - 1)) - s_yy / (m * (m - 1))
     exceed = int((perm_stats >= stat - 1e-12).sum())
     return stat, (1 + exceed) / (1 + permutations)
+
+
+#: Scales of the inverse multiquadric kernel of :func:`mmd2_imq`, in units of ``2 d`` (the
+#: multi-scale choice of Wasserstein auto-encoders).
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def mmd2_imq(x: Tensor, y: Tensor, scales: tuple[float, ...] = IMQ_SCALES) -> Tensor:
+    """Unbiased squared MMD with the inverse multiquadric kernel ``k(a, b) = C / (C + ‖a − b‖²)``
+    summed over ``C = 2 d · s`` for ``s`` in ``scales``:
+
+        MMD² = mean_{i≠i'} k(x_i, x_i') + mean_{j≠j'} k(y_j, y_j') − 2 mean_{i,j} k(x_i, y_j)
+
+    ``x: [n, d]``, ``y: [m, d]`` (``n, m ≥ 2``); differentiable (a training penalty). Zero in
+    expectation iff the two laws are equal; a different statistic from the energy distance, KS,
+    Shapiro–Wilk and SW₂ that the DM tests use.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
+        raise ValueError(
+            f"need x [n>=2, d] and y [m>=2, d], got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    n, m, d = x.shape[0], y.shape[0], x.shape[1]
+    dxx, dyy, dxy = torch.cdist(x, x) ** 2, torch.cdist(y, y) ** 2, torch.cdist(x, y) ** 2
+    total = x.new_zeros(())
+    for s in scales:
+        c = 2.0 * d * s
+        kxx, kyy, kxy = c / (c + dxx), c / (c + dyy), c / (c + dxy)
+        total = total + (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+        total = total + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean()
+    return total
 
 
 def sliced_wasserstein(
@@ -165,7 +201,7 @@ class DMMetrics:
 
 def dm_metrics(
     z: Tensor,
-    target: str,
+    target: str | TargetLaw,
     *,
     n: int | None = 500,
     permutations: int = 200,
@@ -178,7 +214,7 @@ def dm_metrics(
     ``n`` points are drawn from ``z`` without replacement (``None``: all) and compared with ``n``
     fresh target draws; everything random comes from ``seed``, so a call is reproducible.
     """
-    check_target(target)
+    law = get_target(target)
     z = as_2d_tensor(z, "z", torch.float64).cpu()
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -188,11 +224,11 @@ def dm_metrics(
             raise ValueError(f"n must be in [3, {z.shape[0]}] (rows of z), got {n}")
         z = z[torch.randperm(z.shape[0], generator=gen)[:n]]
     size, d = z.shape
-    ref = sample_target(target, size, d, gen)
-    ks, sw = ks_pvalues(z, target), shapiro_pvalues(z, target)
+    ref = law.sample(size, d, gen)
+    ks, sw = ks_pvalues(z, law), shapiro_pvalues(z, law)
     e_stat, e_p = energy_test(z, ref, permutations=permutations, generator=gen)
     return DMMetrics(
-        target=target,
+        target=law.name,
         n=size,
         d=d,
         ks_p_min=float(ks.min()),
@@ -211,7 +247,7 @@ def dm_metrics(
 
 
 def reference_metrics(
-    target: str, dim: int, *, n: int = 500, seed: int = 0, **kw: Any
+    target: str | TargetLaw, dim: int, *, n: int = 500, seed: int = 0, **kw: Any
 ) -> DMMetrics:
     """:func:`dm_metrics` of a true ``target`` sample of size ``n`` (the reference row)."""
     if n < 3 or dim < 1:
@@ -220,15 +256,16 @@ def reference_metrics(
     return dm_metrics(sample_target(target, n, dim, gen), target, n=None, seed=seed, **kw)
 
 
-def gaussian_qq(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Theoretical ``N(0, 1)`` quantiles at ``(i − ½)/n`` and the sorted sample ``z: [n]``."""
-    from scipy import stats
-
+def target_qq(z: np.ndarray, target: str | TargetLaw) -> tuple[np.ndarray, np.ndarray]:
+    """Theoretical quantiles ``F⁻¹((i − ½)/n)`` of the target marginal and the sorted sample
+    ``z: [n]`` (a Q-Q plot's two axes)."""
+    law = get_target(target)
     n = len(z)
-    return stats.norm.ppf((np.arange(n) + 0.5) / n), np.sort(z)
-
-
-def uniform_qq(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Theoretical ``U[0, 1]`` quantiles at ``(i − ½)/n`` and the sorted sample ``z: [n]``."""
-    n = len(z)
-    return (np.arange(n) + 0.5) / n, np.sort(z)
+    t = torch.from_numpy((np.arange(n) + 0.5) / n)
+    if law.name == "gaussian":
+        theo = torch.special.ndtri(t)
+    elif law.name == "uniform":
+        theo = t
+    else:
+        theo = law.marginal.icdf(t)
+    return theo.numpy(), np.sort(z)

@@ -30,6 +30,10 @@ import torch
 from torch import Tensor, nn
 
 TARGETS = ("gaussian", "uniform")
+#: ``batch``: per-dimension moments (``BatchNorm1d``, the SPEC §7 constraint). ``rank``: batch
+#: whitening, then per-dimension soft ranks (:class:`RankNormalization`). ``radial`` (Gaussian
+#: target only): batch whitening, then the soft rank of the radius mapped onto the χ_d law.
+NORMALIZATIONS = ("batch", "rank", "radial")
 
 
 def check_target(target: str) -> str:
@@ -84,6 +88,138 @@ def sigma_schedule(progress: float, sigma: float, warmup: float = 0.0) -> float:
     return sigma * max(progress, 0.0) / warmup
 
 
+class RankNormalization(nn.Module):
+    """``h: [B, d] -> u ∈ (0, 1)^d``: whiten over the batch, then each coordinate's soft rank.
+
+    Training: ``y = (h − μ_B) W_B`` with ``W_B = Σ_B^{−1/2}`` (symmetric / ZCA whitening of the
+    batch covariance, as in decorrelated batch norm) and
+    ``u_ik = (Σ_j sigmoid((y_ik − y_jk) / t) + ½) / (B + 1)``, the batch's empirical CDF
+    smoothed at scale ``t`` (differentiable) and kept inside ``[1, B] / (B + 1)``. Each
+    coordinate of ``u`` is then close to uniform over the batch *whatever* the encoder does, so
+    the InfoMax objective only shapes how the coordinates depend on each other. Evaluation: the
+    population ``μ``, ``W`` and ``quantiles`` reference points per coordinate set by
+    :meth:`fit` (the analogue of batch norm's running statistics, "precise" over many training
+    inputs) replace the batch ones.
+    """
+
+    mean: Tensor
+    whiten: Tensor
+    reference: Tensor
+
+    def __init__(
+        self, dim: int, *, temperature: float = 0.05, quantiles: int = 2048, eps: float = 1e-4
+    ) -> None:
+        super().__init__()
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        if quantiles < 2:
+            raise ValueError(f"quantiles must be >= 2, got {quantiles}")
+        self.dim, self.temperature, self.eps = dim, float(temperature), float(eps)
+        grid = (torch.arange(quantiles, dtype=torch.float32) + 0.5) / quantiles
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("whiten", torch.eye(dim))
+        self.register_buffer("reference", torch.special.ndtri(grid)[:, None].repeat(1, dim))
+
+    def _whitening(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        mu = h.mean(0)
+        x = h - mu
+        cov = x.T @ x / max(h.shape[0] - 1, 1)
+        cov = cov + self.eps * torch.eye(self.dim, dtype=h.dtype, device=h.device)
+        evals, evecs = torch.linalg.eigh(cov)
+        return mu, evecs @ torch.diag(evals.clamp_min(self.eps).rsqrt()) @ evecs.T
+
+    def soft_cdf(self, y: Tensor, reference: Tensor, *, plus: float = 0.0) -> Tensor:
+        """``(Σ_j sigmoid((y_ik − r_jk) / t) + plus) / (R + 2·plus)`` for ``y: [B, d]``,
+        ``reference: [R, d]``: the smoothed empirical CDF, kept ``plus / (R + 2·plus)`` away
+        from 0 and 1."""
+        s = torch.sigmoid((y[:, None, :] - reference[None, :, :]) / self.temperature).sum(1)
+        return (s + plus) / (reference.shape[0] + 2 * plus)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``u: [B, d]`` in ``(0, 1)`` (module docstring); batch statistics in training."""
+        if self.training:
+            if h.shape[0] < 2:
+                raise ValueError(f"rank normalisation needs a batch of >= 2, got {h.shape[0]}")
+            mu, w = self._whitening(h)
+            y = (h - mu) @ w
+            u = self.soft_cdf(y, y, plus=0.5)  # the self term adds 1/2: u in [1, B] / (B + 1)
+        else:
+            y = (h - self.mean) @ self.whiten
+            u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in y.split(1024)])
+        return u.clamp(1e-7, 1.0 - 1e-7)
+
+    @torch.no_grad()
+    def fit(self, h: Tensor) -> None:
+        """Population statistics from ``h: [N, d]`` (many training inputs, eval-mode encoder)."""
+        if h.ndim != 2 or h.shape[1] != self.dim or h.shape[0] < 2:
+            raise ValueError(f"fit needs h of shape [N >= 2, {self.dim}], got {tuple(h.shape)}")
+        mu, w = self._whitening(h.float())
+        y = (h.float() - mu) @ w
+        q = self.reference.shape[0]
+        grid = (torch.arange(q, dtype=torch.float32, device=h.device) + 0.5) / q
+        self.mean.copy_(mu)
+        self.whiten.copy_(w)
+        self.reference.copy_(torch.quantile(y, grid, dim=0))
+
+
+class RadialRankNormalization(RankNormalization):
+    """``h: [B, d] -> c``: whiten over the batch, keep each direction ``y/‖y‖`` and replace the
+    radius by ``χ_d⁻¹(u)``, ``u`` the soft rank of ``‖y‖`` in the batch (``RankNormalization``
+    applied to the radius). ``N(0, I_d)`` is exactly a ``χ_d`` radius times an independent
+    uniform direction, so the radius law is fixed and the InfoMax objective shapes the
+    directions, which contrastive objectives spread uniformly. Evaluation uses population
+    statistics set by :meth:`fit`."""
+
+    chi_table: Tensor
+
+    def __init__(self, dim: int, **kwargs: float) -> None:
+        from scipy import stats
+
+        super().__init__(dim, **kwargs)  # type: ignore[arg-type]
+        q = self.reference.shape[0]
+        self.reference = self.reference[:, :1].clone()  # reference radii: [Q, 1]
+        grid = (torch.arange(q, dtype=torch.float64) + 0.5) / q
+        self.reference.copy_(torch.from_numpy(stats.chi.ppf(grid.numpy(), dim)).float()[:, None])
+        u = torch.linspace(0.0, 1.0, 8193, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+        table = torch.from_numpy(stats.chi.ppf(u.numpy(), dim)).float()
+        self.register_buffer("chi_table", table, persistent=False)
+
+    def chi_quantile(self, u: Tensor) -> Tensor:
+        """``χ_d⁻¹(u)`` by linear interpolation in a table of 8193 points (differentiable)."""
+        pos = u * (self.chi_table.numel() - 1)
+        i0 = pos.detach().floor().clamp(0, self.chi_table.numel() - 2).long()
+        w = pos - i0
+        return self.chi_table[i0] * (1 - w) + self.chi_table[i0 + 1] * w
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``c: [B, d]`` with a ``χ_d`` radius (class docstring)."""
+        if self.training:
+            if h.shape[0] < 2:
+                raise ValueError(f"rank normalisation needs a batch of >= 2, got {h.shape[0]}")
+            mu, w = self._whitening(h)
+            y = (h - mu) @ w
+            r = y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            u = self.soft_cdf(r, r, plus=0.5)
+        else:
+            y = (h - self.mean) @ self.whiten
+            r = y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in r.split(1024)])
+        return y / r * self.chi_quantile(u.clamp(1e-7, 1 - 1e-7))
+
+    @torch.no_grad()
+    def fit(self, h: Tensor) -> None:
+        """Population whitening and reference radii from ``h: [N, d]``."""
+        if h.ndim != 2 or h.shape[1] != self.dim or h.shape[0] < 2:
+            raise ValueError(f"fit needs h of shape [N >= 2, {self.dim}], got {tuple(h.shape)}")
+        mu, w = self._whitening(h.float())
+        r = ((h.float() - mu) @ w).norm(dim=1, keepdim=True)
+        q = self.reference.shape[0]
+        grid = (torch.arange(q, dtype=torch.float32, device=h.device) + 0.5) / q
+        self.mean.copy_(mu)
+        self.whiten.copy_(w)
+        self.reference.copy_(torch.quantile(r, grid, dim=0))
+
+
 class NoiseInjection(nn.Module):
     """``h: [B, d] -> n(h) + σ ε`` for the ``gaussian`` or ``uniform`` target (module docstring).
 
@@ -99,6 +235,7 @@ class NoiseInjection(nn.Module):
         *,
         noise_at_eval: bool = False,
         momentum: float = 0.1,
+        normalization: str = "batch",
     ) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -109,13 +246,28 @@ class NoiseInjection(nn.Module):
         self.dim = dim
         self.sigma = float(sigma)
         self.noise_at_eval = bool(noise_at_eval)
-        self.norm = nn.BatchNorm1d(dim, affine=False, momentum=momentum)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}"
+            )
+        self.normalization = normalization
+        if normalization == "radial" and self.target != "gaussian":
+            raise ValueError("normalization 'radial' is for the gaussian target only")
+        self.norm: nn.Module = {
+            "batch": lambda: nn.BatchNorm1d(dim, affine=False, momentum=momentum),
+            "rank": lambda: RankNormalization(dim),
+            "radial": lambda: RadialRankNormalization(dim),
+        }[normalization]()
 
     def normalize(self, h: Tensor) -> Tensor:
         """Clean ``n(h)``: ``BN(h)`` (gaussian) or ``Φ(BN(h))`` (uniform); ``[B, d]``."""
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"expected h of shape [batch, {self.dim}], got {tuple(h.shape)}")
         c = self.norm(h)
+        if self.normalization == "radial":
+            return c
+        if self.normalization == "rank":
+            return torch.special.ndtri(c) if self.target == "gaussian" else c
         if self.target == "uniform":
             c = 0.5 * (1.0 + torch.erf(c / math.sqrt(2.0)))
         return c
