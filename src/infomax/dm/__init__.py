@@ -1,9 +1,12 @@
 """Distribution matching with noise-injected Deep InfoMax (SPEC §7).
 
-- :mod:`.noise`: :class:`NoiseInjection` (normalisation + independent noise), capacity ceilings,
-  the optional ``σ`` schedule.
+- :mod:`.targets`: target laws by name: ``gaussian``, ``uniform``, and laws reached through the
+  inverse CDF of the uniform representation (``laplace``, ``exponential``, ``gumbel``).
+- :mod:`.noise`: :class:`NoiseInjection` (normalisation + independent noise; batch-norm, rank or
+  radial normalisation), capacity ceilings, the optional ``σ`` schedule.
 - :mod:`.metrics`: per-dimension KS / Shapiro–Wilk p-values, the energy two-sample permutation
-  test, sliced Wasserstein; :func:`dm_metrics` returns them all.
+  test, sliced Wasserstein; :func:`dm_metrics` returns them all; :func:`mmd2_imq`, a
+  differentiable MMD (an optional training penalty).
 - :mod:`.experiment`: :class:`DMConfig` and :func:`train_dm` (one run) on synthetic data,
   digits, MNIST or Fashion-MNIST.
 - :mod:`.plots`: the σ sweep's figures (the sweep itself: :mod:`infomax.experiments.dm_sweep`).
@@ -22,23 +25,35 @@ from .metrics import (
     energy_distance,
     energy_test,
     ks_pvalues,
+    mmd2_imq,
     reference_metrics,
     sample_target,
     shapiro_pvalues,
     sliced_wasserstein,
 )
 from .noise import (
+    NORMALIZATIONS,
     TARGETS,
     NoiseInjection,
+    RadialRankNormalization,
+    RankNormalization,
     binding_sigma,
     capacity,
     gaussian_capacity,
     sigma_schedule,
     uniform_capacity,
 )
+from .targets import TargetLaw, get_target, target_names
 
 __all__ = [
+    "NORMALIZATIONS",
     "TARGETS",
+    "TargetLaw",
+    "RadialRankNormalization",
+    "RankNormalization",
+    "get_target",
+    "mmd2_imq",
+    "target_names",
     "DMConfig",
     "DMMetrics",
     "NoiseInjection",

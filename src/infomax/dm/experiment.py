@@ -62,6 +62,8 @@ CNN_WIDTH = 16
 SIMCLR_TEMPERATURE = 0.5
 ENCODER_CHOICES = ("auto", *ENCODERS)
 TAU_SCALE = 20.0
+#: Smallest critic temperature (squared-distance units): keeps the scores finite if τ collapses.
+TAU_MIN = 1e-3
 MIN_SUBSET = 10
 MIN_DM_SIZE = 20
 
@@ -93,7 +95,7 @@ class DMConfig:
     normalization: str = "rank"
     match_weight: float = 0.0
     denominator: str = "balanced"
-    dim: int = 16
+    dim: int = 32
     bound: str = "infonce"
     views: str = "augment-clean"
     crop: float | None = 0.6
@@ -270,7 +272,7 @@ class NoisyDIM(nn.Module):
     @property
     def tau(self) -> Tensor:
         """Critic temperature ``τ`` (learnable, positive)."""
-        return (TAU_SCALE * self.tau_param).exp()
+        return (TAU_SCALE * self.tau_param).exp().clamp_min(TAU_MIN)
 
     def represent(self, x: Tensor) -> Tensor:
         """Clean normalised representation ``n(e(x)): [B, d]`` of the base law (what the noise

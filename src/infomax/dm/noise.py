@@ -91,8 +91,8 @@ def sigma_schedule(progress: float, sigma: float, warmup: float = 0.0) -> float:
 class RankNormalization(nn.Module):
     """``h: [B, d] -> u ∈ (0, 1)^d``: whiten over the batch, then each coordinate's soft rank.
 
-    Training: ``y = (h − μ_B) W_B`` with ``W_B = Σ_B^{−1/2}`` (symmetric / ZCA whitening of the
-    batch covariance, as in decorrelated batch norm) and
+    Training: ``y = (h − μ_B) W_B`` with ``W_B = L_B^{−T}``, ``Σ_B = L_B L_Bᵀ`` (Cholesky
+    whitening of the batch covariance, as in decorrelated batch norm) and
     ``u_ik = (Σ_j sigmoid((y_ik − y_jk) / t) + ½) / (B + 1)``, the batch's empirical CDF
     smoothed at scale ``t`` (differentiable) and kept inside ``[1, B] / (B + 1)``. Each
     coordinate of ``u`` is then close to uniform over the batch *whatever* the encoder does, so
@@ -124,9 +124,11 @@ class RankNormalization(nn.Module):
         mu = h.mean(0)
         x = h - mu
         cov = x.T @ x / max(h.shape[0] - 1, 1)
-        cov = cov + self.eps * torch.eye(self.dim, dtype=h.dtype, device=h.device)
-        evals, evecs = torch.linalg.eigh(cov)
-        return mu, evecs @ torch.diag(evals.clamp_min(self.eps).rsqrt()) @ evecs.T
+        eye = torch.eye(self.dim, dtype=h.dtype, device=h.device)
+        chol = torch.linalg.cholesky(cov + self.eps * eye)
+        # W = L^{-T} (Cholesky whitening): W^T Σ W = I. Its gradient stays finite when
+        # eigenvalues of Σ coincide, where that of the symmetric Σ^{-1/2} (eigh) does not.
+        return mu, torch.linalg.solve_triangular(chol, eye, upper=False).T
 
     def soft_cdf(self, y: Tensor, reference: Tensor, *, plus: float = 0.0) -> Tensor:
         """``(Σ_j sigmoid((y_ik − r_jk) / t) + plus) / (R + 2·plus)`` for ``y: [B, d]``,

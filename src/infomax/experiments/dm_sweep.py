@@ -21,6 +21,7 @@ seeds, pass counts, SW₂ relative to the true sample), ``dm_tradeoff.png`` and
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch import Tensor
 from ..dm import DMConfig, reference_metrics, train_dm
 from ..dm.plots import plot_marginals, plot_tradeoff
 from ..reports import write_csv, write_results
+from ..train import DivergedError
 
 #: The figures :meth:`DMSweepResult.write` saves, by name (``dm_<name>.png``).
 FIGURES = ("tradeoff", "marginals")
@@ -99,6 +101,7 @@ class DMSweepResult:
     reference: list[dict[str, Any]]
     features: dict[Any, Tensor] = field(repr=False)
     seconds: float = 0.0
+    diverged: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -110,6 +113,7 @@ class DMSweepResult:
             "rows": self.rows,
             "summary": summarise(self.rows, self.reference[0]),
             "reference": self.reference,
+            "diverged": self.diverged,
             "sweep_seconds": self.seconds,
         }
 
@@ -142,8 +146,14 @@ def run(config: DMSweepConfig, *, run_dir: str | Path | None = None) -> DMSweepR
     rows: list[dict[str, Any]] = []
     feats: dict[Any, Tensor] = {}
     t0 = time.perf_counter()
+    diverged: list[dict[str, Any]] = []
     for name, cfg in config.runs():
-        metrics, f_test = train_dm(cfg, folder / name if folder else None)
+        try:
+            metrics, f_test = train_dm(cfg, folder / name if folder else None)
+        except DivergedError as err:  # one diverged run does not lose the others
+            diverged.append({"run": name, "error": str(err)})
+            warnings.warn(f"{name}: {err}; the sweep goes on without it", stacklevel=2)
+            continue
         rows.append(metrics)
         key: Any = "SimCLR" if cfg.method == "simclr" else cfg.noise_level
         feats.setdefault(key, f_test)
@@ -156,7 +166,9 @@ def run(config: DMSweepConfig, *, run_dir: str | Path | None = None) -> DMSweepR
             base.target, base.dim, n=n, seed=base.seed, permutations=base.permutations
         )
         refs.append({"sigma": "reference", **ref.as_dict()})
-    return DMSweepResult(config, rows, refs, feats, time.perf_counter() - t0)
+    if not rows:
+        raise DivergedError(f"every run of the sweep diverged: {diverged}")
+    return DMSweepResult(config, rows, refs, feats, time.perf_counter() - t0, diverged)
 
 
 def summarise(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> list[dict[str, Any]]:
