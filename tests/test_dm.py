@@ -316,3 +316,110 @@ def test_dm_sizes_larger_than_test_set_fail_before_training(tmp_path, monkeypatc
         DMConfig(data="synthetic", test_subset=100, dm_sizes=(50,))
     with pytest.raises(ValueError, match="sigma must be"):  # every sigma of a sweep, up front
         dm_sweep.run_sweep(replace(cfg, dm_sizes=(500,)), [0.1, -1.0], tmp_path / "bad")
+
+
+def test_sweep_runs_seeds_at_one_sigma_and_simclr_rows():
+    from infomax.experiments.dm_sweep import DMSweepConfig
+
+    cfg = DMSweepConfig(
+        DMConfig(data="synthetic"), (0.5, 1.0), seeds=(0, 1, 2), simclr_reference=True, seeds_at=1.0
+    )
+    names = [name for name, _ in cfg.runs()]
+    assert names == [
+        "sigma_0.5_seed0",
+        "sigma_1_seed0",
+        "sigma_1_seed1",
+        "sigma_1_seed2",
+        "simclr_seed0",
+        "simclr_seed1",
+        "simclr_seed2",
+    ]
+    simclr = cfg.configs()[-1]
+    assert simclr.method == "simclr" and simclr.seed == 2 and simclr.sigma == 0.0
+    with pytest.raises(ValueError, match="seeds_at 2.0 is not one of the sigmas"):
+        DMSweepConfig(DMConfig(data="synthetic"), (0.5,), seeds=(0, 1), seeds_at=2.0)
+    with pytest.raises(ValueError, match="distinct"):
+        DMSweepConfig(DMConfig(data="synthetic"), (0.5,), seeds=(1, 1))
+
+
+def test_summary_counts_passes_and_averages_over_seeds():
+    from infomax.experiments.dm_sweep import summarise
+
+    def row(seed, probe, p, sw, passes, method="noisy-dim"):
+        return {
+            "method": method,
+            "sigma": 1.0 if method == "noisy-dim" else 0.0,
+            "seed": seed,
+            "linear_probe_acc": probe,
+            "energy_p": p,
+            "sliced_w2": sw,
+            "energy": 0.01,
+            "mi_estimate": 1.0,
+            "energy_pass": passes,
+            "ks_pass": True,
+            "shapiro_pass": not passes,
+            "capacity": 2.0,
+        }
+
+    rows = [
+        row(0, 0.9, 0.2, 0.1, True),
+        row(1, 0.8, 0.01, 0.3, False),
+        row(0, 0.99, 0.0, 0.5, False, "simclr"),
+    ]
+    out = summarise(rows, {"sliced_w2": 0.1})
+    dim, ref = out
+    assert (dim["seeds"], dim["energy_pass"], dim["ks_pass"], dim["shapiro_pass"]) == (
+        2,
+        "1/2",
+        "2/2",
+        "1/2",
+    )
+    assert math.isclose(dim["linear_probe_acc_mean"], 0.85)
+    assert math.isclose(dim["linear_probe_acc_std"], float(np.std([0.9, 0.8], ddof=1)))
+    assert math.isclose(dim["sw2_ratio_mean"], 2.0)
+    assert ref["method"] == "simclr" and ref["seeds"] == 1 and ref["linear_probe_acc_std"] == 0.0
+
+
+def test_a_diverged_run_does_not_end_the_sweep(monkeypatch):
+    from infomax.experiments import dm_sweep
+    from infomax.train import DivergedError
+
+    calls = []
+
+    def fake_train(cfg, out_dir=None):
+        calls.append(cfg.sigma)
+        if cfg.sigma == 0.5:
+            raise DivergedError("loss became nan at epoch 1")
+        return {"sigma": cfg.sigma, "method": "noisy-dim"}, torch.zeros(4, 2)
+
+    monkeypatch.setattr(dm_sweep, "train_dm", fake_train)
+    monkeypatch.setattr(
+        dm_sweep,
+        "reference_metrics",
+        lambda *a, **k: dm_metrics(torch.randn(50, 2), "gaussian", n=None, permutations=5),
+    )
+    cfg = dm_sweep.DMSweepConfig(DMConfig(data="synthetic", dim=2, dm_sizes=(50,)), (0.5, 1.0))
+    with pytest.warns(UserWarning, match="sigma_0.5: loss became nan"):
+        res = dm_sweep.run(cfg)
+    assert calls == [0.5, 1.0] and [r["sigma"] for r in res.rows] == [1.0]
+    assert res.diverged == [{"run": "sigma_0.5", "error": "loss became nan at epoch 1"}]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--sigma", "-0.5"], "sigma must be a finite number >= 0"),
+        (["--target", "cauchy"], "unknown target 'cauchy'"),
+        (["--dim", "0"], "dim must be an integer >= 1"),
+        (["--target", "beta"], "'beta' has no inverse CDF"),
+    ],
+)
+def test_cli_bad_input_gives_one_clear_error(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from infomax.cli import app
+
+    res = CliRunner().invoke(app, ["dm", "--data", "synthetic", *args, "--out", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    flat = " ".join(res.output.split())
+    assert message in flat and "Traceback" not in res.output

@@ -33,6 +33,8 @@ def test_mnist_gaussian_target_noise_passes_and_no_noise_fails():
         dim=16,
         encoder="mlp",
         views="identity",
+        normalization="batch",  # the batch-norm recipe of docs/dm.md's earlier results
+        denominator="with-positive",
         epochs=5,
         lr=3e-3,
         probe_subset=10_000,

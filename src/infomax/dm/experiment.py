@@ -421,6 +421,8 @@ def representations(model: NoisyDIM, x: Tensor, prep: Callable[[Tensor], Tensor]
 #: Multiples of the learned ``τ`` tried on the calibration half of the test inputs by
 #: :func:`heldout_bound`; ``inf`` is the constant critic, whose InfoNCE estimate is exactly 0.
 TAU_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
+#: Temperatures tried as multiples of the median squared distance of a calibration batch.
+MEDIAN_GRID = (1 / 256, 1 / 64, 1 / 16, 1 / 4, 1.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -437,17 +439,25 @@ class HeldoutBound:
 
 @torch.no_grad()
 def heldout_bound(
-    model: NoisyDIM, data: DMData, bound: str, k: int, min_batches: int = 8
+    model: NoisyDIM,
+    data: DMData,
+    bound: str,
+    k: int,
+    min_batches: int = 8,
+    *,
+    views: str = "augment",
 ) -> HeldoutBound:
     """The bound between the noisy representation of one view and the clean one of another,
     estimated on test inputs that made no choice.
 
     The test inputs are split in two halves. On the first, the critic's one free scale is
-    chosen: ``S/s`` for ``s`` in :data:`TAU_GRID` (the learned ``τ`` fitted the *training*
-    views, and is too sharp where test views lie further apart; ``s = ∞`` is the constant
-    critic, for which InfoNCE is exactly 0). On the second half, the mean and standard error over
-    random batches of ``min(k, N/2)`` pairs are reported with that scale, so a negative value can
-    only come from sampling noise (``note`` says so), never from a mis-scaled critic.
+    chosen: ``S/s`` for ``s`` in :data:`TAU_GRID` and for temperatures of :data:`MEDIAN_GRID`
+    times the median squared distance (the learned ``τ`` fitted the *training* views, and is
+    too sharp where test views lie further apart, or collapsed; ``s = ∞`` is the constant
+    critic, for which InfoNCE is exactly 0). The views are paired as in training (``views``).
+    On the second half, the mean and standard error over random batches of ``min(k, N/2)``
+    pairs are reported with that scale, so a negative value can only come from sampling noise
+    (``note`` says so), never from a mis-scaled critic.
 
     The encoder uses eval-mode statistics; the noise layer standardises each test batch with its
     own statistics, exactly the constraint of training under which the SPEC §7 ceiling holds.
@@ -469,11 +479,13 @@ def heldout_bound(
     order = torch.randperm(n)
     halves = order[: n // 2], order[n // 2 :]
 
+    second = data.clean if views == "augment-clean" else data.view  # the training pairing
+
     def estimates(idx: Tensor, scales: tuple[float, ...]) -> np.ndarray:
         out = []
         for _ in range(max(len(idx) // k_eval, min_batches)):
             xb = data.test_x[idx[torch.randperm(len(idx))[:k_eval]]]
-            s12, s21 = model.pair_scores(data.view(xb), data.view(xb), noisy=True)
+            s12, s21 = model.pair_scores(data.view(xb), second(xb), noisy=True)
             out.append(
                 [
                     0.5 * float(spec.estimate(s12 / s) + spec.estimate(s21 / s))
@@ -484,8 +496,14 @@ def heldout_bound(
             )
         return np.array(out)
 
-    calib = estimates(halves[0], TAU_GRID).mean(axis=0)
-    scale = TAU_GRID[int(np.argmax(calib))]
+    # candidate scales: multiples of the learned τ, and of the data's own scale (the median
+    # squared distance of a calibration batch), for a τ that collapsed in training
+    xb = data.test_x[halves[0][:k_eval]]
+    s12, _ = model.pair_scores(data.view(xb), second(xb), noisy=True)
+    median_d2 = float((-s12 * model.tau).median())
+    scales = TAU_GRID + tuple(median_d2 * g / float(model.tau) for g in MEDIAN_GRID)
+    calib = estimates(halves[0], scales).mean(axis=0)
+    scale = scales[int(np.argmax(calib))]
     vals = estimates(halves[1], (scale,))[:, 0]
     torch.set_rng_state(gen_state)
     norm.load_state_dict(saved)
@@ -634,7 +652,7 @@ def _evaluate(
     if config.method == "simclr":  # no noise channel: no ceiling to compare with
         metrics.update(mi_estimate=math.nan, mi_stderr=math.nan, capacity=math.inf)
         return metrics, f_test
-    held = heldout_bound(model, data, config.bound, config.batch_size)
+    held = heldout_bound(model, data, config.bound, config.batch_size, views=config.views)
     metrics.update(
         mi_estimate=held.estimate,
         mi_stderr=held.stderr,
