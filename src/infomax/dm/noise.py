@@ -137,31 +137,42 @@ class RankNormalization(nn.Module):
         s = torch.sigmoid((y[:, None, :] - reference[None, :, :]) / self.temperature).sum(1)
         return (s + plus) / (reference.shape[0] + 2 * plus)
 
+    def ranked(self, y: Tensor) -> Tensor:
+        """What is ranked: the whitened coordinates ``y: [B, d]`` themselves."""
+        return y
+
+    def output(self, y: Tensor, u: Tensor) -> Tensor:
+        """The layer's output from ``y`` and the soft ranks ``u`` of :meth:`ranked`: ``u``."""
+        return u
+
     def forward(self, h: Tensor) -> Tensor:
-        """``u: [B, d]`` in ``(0, 1)`` (module docstring); batch statistics in training."""
+        """Module docstring; batch statistics in training, population ones in evaluation."""
         if self.training:
             if h.shape[0] < 2:
                 raise ValueError(f"rank normalisation needs a batch of >= 2, got {h.shape[0]}")
             mu, w = self._whitening(h)
             y = (h - mu) @ w
-            u = self.soft_cdf(y, y, plus=0.5)  # the self term adds 1/2: u in [1, B] / (B + 1)
+            v = self.ranked(y)
+            u = self.soft_cdf(v, v, plus=0.5)  # the self term adds 1/2: u in [1, B] / (B + 1)
         else:
             y = (h - self.mean) @ self.whiten
-            u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in y.split(1024)])
-        return u.clamp(1e-7, 1.0 - 1e-7)
+            v = self.ranked(y)
+            u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in v.split(1024)])
+        return self.output(y, u.clamp(1e-7, 1.0 - 1e-7))
 
     @torch.no_grad()
     def fit(self, h: Tensor) -> None:
-        """Population statistics from ``h: [N, d]`` (many training inputs, eval-mode encoder)."""
+        """Population statistics from ``h: [N, d]`` (many training inputs, eval-mode encoder):
+        mean, whitening matrix and the reference quantiles of :meth:`ranked`."""
         if h.ndim != 2 or h.shape[1] != self.dim or h.shape[0] < 2:
             raise ValueError(f"fit needs h of shape [N >= 2, {self.dim}], got {tuple(h.shape)}")
         mu, w = self._whitening(h.float())
-        y = (h.float() - mu) @ w
+        v = self.ranked((h.float() - mu) @ w)
         q = self.reference.shape[0]
         grid = (torch.arange(q, dtype=torch.float32, device=h.device) + 0.5) / q
         self.mean.copy_(mu)
         self.whiten.copy_(w)
-        self.reference.copy_(torch.quantile(y, grid, dim=0))
+        self.reference.copy_(torch.quantile(v, grid, dim=0))
 
 
 class RadialRankNormalization(RankNormalization):
@@ -193,33 +204,13 @@ class RadialRankNormalization(RankNormalization):
         w = pos - i0
         return self.chi_table[i0] * (1 - w) + self.chi_table[i0 + 1] * w
 
-    def forward(self, h: Tensor) -> Tensor:
-        """``c: [B, d]`` with a ``χ_d`` radius (class docstring)."""
-        if self.training:
-            if h.shape[0] < 2:
-                raise ValueError(f"rank normalisation needs a batch of >= 2, got {h.shape[0]}")
-            mu, w = self._whitening(h)
-            y = (h - mu) @ w
-            r = y.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            u = self.soft_cdf(r, r, plus=0.5)
-        else:
-            y = (h - self.mean) @ self.whiten
-            r = y.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in r.split(1024)])
-        return y / r * self.chi_quantile(u.clamp(1e-7, 1 - 1e-7))
+    def ranked(self, y: Tensor) -> Tensor:
+        """What is ranked: the radius ``‖y‖``, ``[B, 1]``."""
+        return y.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-    @torch.no_grad()
-    def fit(self, h: Tensor) -> None:
-        """Population whitening and reference radii from ``h: [N, d]``."""
-        if h.ndim != 2 or h.shape[1] != self.dim or h.shape[0] < 2:
-            raise ValueError(f"fit needs h of shape [N >= 2, {self.dim}], got {tuple(h.shape)}")
-        mu, w = self._whitening(h.float())
-        r = ((h.float() - mu) @ w).norm(dim=1, keepdim=True)
-        q = self.reference.shape[0]
-        grid = (torch.arange(q, dtype=torch.float32, device=h.device) + 0.5) / q
-        self.mean.copy_(mu)
-        self.whiten.copy_(w)
-        self.reference.copy_(torch.quantile(r, grid, dim=0))
+    def output(self, y: Tensor, u: Tensor) -> Tensor:
+        """``y/‖y‖ · χ_d⁻¹(u)``: ``[B, d]`` with a ``χ_d`` radius."""
+        return y / self.ranked(y) * self.chi_quantile(u)
 
 
 class NoiseInjection(nn.Module):
