@@ -423,3 +423,15 @@ def test_cli_bad_input_gives_one_clear_error(tmp_path, args, message):
     assert res.exit_code == 2, res.output
     flat = " ".join(res.output.split())
     assert message in flat and "Traceback" not in res.output
+
+
+def test_cli_exposes_every_recipe_setting():
+    from typer.testing import CliRunner
+
+    from infomax.cli import app
+
+    res = CliRunner().invoke(app, ["dm", "--help"], terminal_width=200)
+    flat = " ".join(res.output.split())
+    for option in ("--normalization", "--denominator", "--crop", "--match-weight", "--views"):
+        assert option in flat, option
+    assert "--seeds-at" in flat and "--simclr-reference" in flat

@@ -25,7 +25,12 @@ DM_OPTIONS = {
     "the uniform one), optionally with parameters, e.g. laplace:0,2.",
     "sigma": "Noise std (gaussian) or half-width (uniform and inverse-CDF targets).",
     "method": "noisy-dim, or simclr (the plain-SimCLR reference row, no noise).",
-    "normalization": "batch (per-dimension moments) or rank (whitening + soft ranks).",
+    "normalization": "rank (whitening + soft ranks), batch (per-dimension moments, SPEC 7) or "
+    "radial (gaussian only).",
+    "denominator": "balanced (InfoNCE with and without the positive, averaged) or "
+    "with-positive (InfoNCE as it is).",
+    "match_weight": "Weight of an MMD penalty towards target draws (0: none).",
+    "crop": "Smallest random-crop scale of the image views.",
     "data": "synthetic, digits, mnist or fashion-mnist.",
     "data_dir": "Folder with the dataset's original files.",
     "dim": "Representation dimension d.",
