@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .. import reports
 from .._checks import check_int, check_positive, is_int_at_least, is_real
+from ..bounds import pointwise_infonce
 from ..critics import Similarity
 from ..data.batches import Batches
 from ..losses import NTXentLoss
@@ -311,7 +312,8 @@ class NoisyDIM(nn.Module):
 @dataclass(frozen=True)
 class DMData:
     """Inputs (``uint8`` images or float vectors) and labels; ``view``/``clean`` map a raw batch
-    to one random view / the clean model input on the device."""
+    to one random view / the clean model input on the device; ``clean_second``: the second view
+    of a pair is the clean input (``views="augment-clean"``)."""
 
     train_x: Tensor
     train_y: Tensor
@@ -320,6 +322,12 @@ class DMData:
     view: Callable[[Tensor], Tensor]
     clean: Callable[[Tensor], Tensor]
     encoder: nn.Module
+    clean_second: bool = False
+
+    def pair(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """The two views ``(x¹, x²)`` of a raw batch that training and the held-out estimate
+        compare."""
+        return self.view(batch), (self.clean if self.clean_second else self.view)(batch)
 
 
 def synthetic_data(
@@ -342,6 +350,7 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
         return (x, y) if n is None else (x[:n], y[:n])
 
     identity = config.views == "identity"
+    clean_second = config.views == "augment-clean"
     if config.data == "synthetic":
         trx, tr_y, tex, te_y = synthetic_data(seed=config.seed)
         jitter = 0.0 if identity else 0.3
@@ -353,7 +362,7 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
         enc = build_encoder("mlp", in_channels=trx.shape[1], image_size=1, width=config.width)
         trx, tr_y = cut(trx, tr_y, config.train_subset)
         tex, te_y = cut(tex, te_y, config.test_subset)
-        return DMData(trx, tr_y, tex, te_y, vec_view, lambda x: x.to(device), enc)
+        return DMData(trx, tr_y, tex, te_y, vec_view, lambda x: x.to(device), enc, clean_second)
     from ..data import load_dataset
 
     ds = load_dataset(config.data, config.data_dir)
@@ -371,7 +380,14 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
 
     tex, te_y = cut(ds.test_x, ds.test_y, config.test_subset)
     return DMData(
-        ds.train_x, ds.train_y, tex, te_y, img_view, lambda x: norm(to_float(x, device)), enc
+        ds.train_x,
+        ds.train_y,
+        tex,
+        te_y,
+        img_view,
+        lambda x: norm(to_float(x, device)),
+        enc,
+        clean_second,
     )
 
 
@@ -444,8 +460,6 @@ def heldout_bound(
     bound: str,
     k: int,
     min_batches: int = 8,
-    *,
-    views: str = "augment",
 ) -> HeldoutBound:
     """The bound between the noisy representation of one view and the clean one of another,
     estimated on test inputs that made no choice.
@@ -454,7 +468,8 @@ def heldout_bound(
     chosen: ``S/s`` for ``s`` in :data:`TAU_GRID` and for temperatures of :data:`MEDIAN_GRID`
     times the median squared distance (the learned ``τ`` fitted the *training* views, and is
     too sharp where test views lie further apart, or collapsed; ``s = ∞`` is the constant
-    critic, for which InfoNCE is exactly 0). The views are paired as in training (``views``).
+    critic, for which InfoNCE is exactly 0). The views are paired as in training
+    (:meth:`DMData.pair`).
     On the second half, the mean and standard error over random batches of ``min(k, N/2)``
     pairs are reported with that scale, so a negative value can only come from sampling noise
     (``note`` says so), never from a mis-scaled critic.
@@ -479,13 +494,11 @@ def heldout_bound(
     order = torch.randperm(n)
     halves = order[: n // 2], order[n // 2 :]
 
-    second = data.clean if views == "augment-clean" else data.view  # the training pairing
-
     def estimates(idx: Tensor, scales: tuple[float, ...]) -> np.ndarray:
         out = []
         for _ in range(max(len(idx) // k_eval, min_batches)):
             xb = data.test_x[idx[torch.randperm(len(idx))[:k_eval]]]
-            s12, s21 = model.pair_scores(data.view(xb), second(xb), noisy=True)
+            s12, s21 = model.pair_scores(*data.pair(xb), noisy=True)
             out.append(
                 [
                     0.5 * float(spec.estimate(s12 / s) + spec.estimate(s21 / s))
@@ -499,7 +512,7 @@ def heldout_bound(
     # candidate scales: multiples of the learned τ, and of the data's own scale (the median
     # squared distance of a calibration batch), for a τ that collapsed in training
     xb = data.test_x[halves[0][:k_eval]]
-    s12, _ = model.pair_scores(data.view(xb), second(xb), noisy=True)
+    s12, _ = model.pair_scores(*data.pair(xb), noisy=True)
     median_d2 = float((-s12 * model.tau).median())
     scales = TAU_GRID + tuple(median_d2 * g / float(model.tau) for g in MEDIAN_GRID)
     calib = estimates(halves[0], scales).mean(axis=0)
@@ -582,11 +595,12 @@ def _train(
             h = m.head(m.encoder(torch.cat([data.view(batch), data.view(batch)])))  # type: ignore[operator]
             m.noise.normalize(h)  # type: ignore[union-attr,operator]  # running statistics
             return ntxent(*h.chunk(2))
-        second = data.clean(batch) if config.views == "augment-clean" else data.view(batch)
-        s12, s21, c = m.pair_scores_and_clean(data.view(batch), second)  # type: ignore[operator]
+        s12, s21, c = m.pair_scores_and_clean(*data.pair(batch))  # type: ignore[operator]
         loss = 0.5 * (spec.loss(s12) + spec.loss(s21))
         if config.denominator == "balanced":
-            loss = 0.5 * loss + 0.25 * (_without_positive(s12) + _without_positive(s21))
+            # the positive left out of its own denominator: biased the other way at finite K
+            without = pointwise_infonce(s12).mean() + pointwise_infonce(s21).mean()
+            loss = 0.5 * loss - 0.25 * without
         if config.match_weight > 0:
             base = m.noise.target  # type: ignore[union-attr]
             ref = torch.randn_like(c) if base == "gaussian" else torch.rand_like(c)
@@ -605,14 +619,6 @@ def _train(
         out_dir=Path(out_dir) if out_dir is not None else None,
         after_step=after_step,
     )
-
-
-def _without_positive(scores: Tensor) -> Tensor:
-    """``−mean_i [S_ii − log mean_{j≠i} exp S_ij]``: InfoNCE's loss with the positive left out
-    of its own denominator (biased the other way at finite ``K``)."""
-    from ..bounds import log_mean_exp_offdiag_rows
-
-    return -(scores.diagonal() - log_mean_exp_offdiag_rows(scores)).mean()
 
 
 def _evaluate(
@@ -652,7 +658,7 @@ def _evaluate(
     if config.method == "simclr":  # no noise channel: no ceiling to compare with
         metrics.update(mi_estimate=math.nan, mi_stderr=math.nan, capacity=math.inf)
         return metrics, f_test
-    held = heldout_bound(model, data, config.bound, config.batch_size, views=config.views)
+    held = heldout_bound(model, data, config.bound, config.batch_size)
     metrics.update(
         mi_estimate=held.estimate,
         mi_stderr=held.stderr,

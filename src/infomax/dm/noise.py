@@ -141,8 +141,9 @@ class RankNormalization(nn.Module):
         """What is ranked: the whitened coordinates ``y: [B, d]`` themselves."""
         return y
 
-    def output(self, y: Tensor, u: Tensor) -> Tensor:
-        """The layer's output from ``y`` and the soft ranks ``u`` of :meth:`ranked`: ``u``."""
+    def output(self, y: Tensor, v: Tensor, u: Tensor) -> Tensor:
+        """The layer's output from ``y``, ``v = ranked(y)`` and the soft ranks ``u`` of ``v``:
+        ``u``."""
         return u
 
     def forward(self, h: Tensor) -> Tensor:
@@ -158,7 +159,7 @@ class RankNormalization(nn.Module):
             y = (h - self.mean) @ self.whiten
             v = self.ranked(y)
             u = torch.cat([self.soft_cdf(b, self.reference, plus=1.0) for b in v.split(1024)])
-        return self.output(y, u.clamp(1e-7, 1.0 - 1e-7))
+        return self.output(y, v, u.clamp(1e-7, 1.0 - 1e-7))
 
     @torch.no_grad()
     def fit(self, h: Tensor) -> None:
@@ -208,9 +209,9 @@ class RadialRankNormalization(RankNormalization):
         """What is ranked: the radius ``‖y‖``, ``[B, 1]``."""
         return y.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def output(self, y: Tensor, u: Tensor) -> Tensor:
-        """``y/‖y‖ · χ_d⁻¹(u)``: ``[B, d]`` with a ``χ_d`` radius."""
-        return y / self.ranked(y) * self.chi_quantile(u)
+    def output(self, y: Tensor, v: Tensor, u: Tensor) -> Tensor:
+        """``y/‖y‖ · χ_d⁻¹(u)`` (``v = ‖y‖``): ``[B, d]`` with a ``χ_d`` radius."""
+        return y / v * self.chi_quantile(u)
 
 
 class NoiseInjection(nn.Module):

@@ -29,8 +29,10 @@ import torch
 from torch import Tensor
 from torch import distributions as D
 
+from .noise import TARGETS
+
 #: Laws with their own noise layer (normalisation + noise, SPEC §7).
-BASE_TARGETS = ("gaussian", "uniform")
+BASE_TARGETS = TARGETS
 
 #: Laws reached by the inverse CDF of the uniform representation: name -> (class, default
 #: parameters). All have finite second moments (the energy and SW₂ tests need them).
