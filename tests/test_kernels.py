@@ -472,3 +472,27 @@ def test_masked_layout_equals_the_gathered_negatives(excluded: bool) -> None:
         (gb,) = torch.autograd.grad(b, scores)
         torch.testing.assert_close(ga, gb)
     assert both(lambda lay: lay.candidates) == (negs + 1, negs + 1)
+
+
+def test_softplus_is_exact_above_torch_threshold_and_dense_equals_tiled() -> None:
+    """``F.softplus`` is linear above 20 (value and gradient off by up to e^−20); the library's
+    softplus is exact, so the dense and tiled sums agree to fp64 rounding there too (the case
+    hypothesis found: scores up to 21)."""
+    from infomax.reductions import apply_phi, softplus
+
+    s = torch.tensor([21.0, 25.0, -30.0], dtype=F64, requires_grad=True)
+    exact = torch.log1p(torch.exp(-s.abs())) + s.clamp_min(0)
+    torch.testing.assert_close(softplus(s), exact, rtol=0, atol=1e-15)
+    (grad,) = torch.autograd.grad(softplus(s).sum(), s)
+    torch.testing.assert_close(grad, torch.sigmoid(s.detach()), rtol=0, atol=1e-15)
+    g = torch.Generator().manual_seed(0)
+    a = (3.0 * torch.randn(9, 4, generator=g, dtype=F64)).requires_grad_()
+    b = torch.randn(3, 4, generator=g, dtype=F64).requires_grad_()
+    assert float((a @ b.T).max()) > 20
+    ref = apply_phi("softplus", a @ b.T).sum()
+    got = tiled_reduce(a, b, "sum", phi="softplus", tile_size=(1, 1))
+    torch.testing.assert_close(got, ref, rtol=1e-13, atol=0)
+    for x1, x2 in zip(
+        torch.autograd.grad(got, [a, b]), torch.autograd.grad(ref, [a, b]), strict=True
+    ):
+        torch.testing.assert_close(x1, x2, rtol=1e-12, atol=1e-13)

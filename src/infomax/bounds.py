@@ -25,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .reductions import PairScores, Reductions, as_reductions, check_square, offdiag
+from .reductions import PairScores, Reductions, as_reductions, check_square, offdiag, softplus
 from .registry import BOUNDS
 
 #: A square score matrix ``S: [K, K]`` (diagonal = positives) or any :class:`Reductions` layout.
@@ -109,7 +108,7 @@ def js_estimate(scores: Scores) -> Tensor:
 def js_loss(scores: Scores) -> Tensor:
     """JS training loss (minimised): ``mean_i softplus(−S_ii) + mean_{i≠j} softplus(S_ij)``."""
     r = as_reductions(scores)
-    return r.mean(F.softplus(-r.positive)) + r.mean(r.neg_sum("softplus")) / r.negatives
+    return r.mean(softplus(-r.positive)) + r.mean(r.neg_sum("softplus")) / r.negatives
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .bounds import Scores
-from .reductions import ElementwisePhi, PairScores, Phi, apply_phi, as_reductions
+from .reductions import ElementwisePhi, PairScores, Phi, apply_phi, as_reductions, softplus
 from .registry import DIVERGENCES
 
 _LOG2 = math.log(2.0)
@@ -95,7 +94,7 @@ JS = Divergence(
     "js",
     f=lambda u: u * torch.log(u) - (u + 1) * torch.log((u + 1) / 2),
     f_prime=lambda u: torch.log(2 * u / (u + 1)),
-    positive=lambda s: _LOG2 + s - F.softplus(s),
+    positive=lambda s: _LOG2 + s - softplus(s),
     negative_phi="softplus",
     negative_offset=-_LOG2,
 )

@@ -60,10 +60,9 @@ import threading
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..reductions import ElementwisePhi, Phi, as_elementwise
+from ..reductions import ElementwisePhi, Phi, as_elementwise, softplus
 
 #: ``exp(x) = 2^(x·log₂ e)``: the kernels fold ``log₂ e`` into the GEMM and take ``exp2``.
 LOG2E = 1.0 / math.log(2.0)
@@ -139,7 +138,7 @@ def _phi_tiles(x: Tensor, phi: Phi, grad_buf: Tensor) -> tuple[Tensor, Tensor]:
         return x, x
     if named == ElementwisePhi("softplus"):
         torch.sigmoid(x, out=grad_buf)
-        return F.softplus(x), grad_buf
+        return softplus(x), grad_buf
     fn = named if named is not None else phi
     assert callable(fn)
     with torch.enable_grad():
@@ -460,7 +459,7 @@ def _sum_fixed(
     folds = 0
     if phi.kind == "softplus":  # products of 2^folds terms 1 + exp(βx) stay below exp(gap)
         _, _, bound = _score_bounds(a, b, c, d, spec)
-        per_term = float(F.softplus(phi.rate * bound.max()))
+        per_term = float(softplus(phi.rate * bound.max()))
         folds = max(0, int(math.log2(max(_gap(a.dtype) / max(per_term, 1e-3), 1.0))))
     total = a.new_zeros(())
     for i0 in range(0, k, rows):
