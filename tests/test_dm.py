@@ -27,6 +27,8 @@ from infomax.dm import (
     train_dm,
     uniform_capacity,
 )
+from infomax.dm.experiment import population_sample
+from infomax.dm.noise import RankNormalization
 from infomax.tasks import additive_uniform_mi, mi_from_rho
 
 
@@ -122,6 +124,29 @@ def test_sigma_schedule_ramps_linearly():
     assert math.isclose(sigma_schedule(0.25, 0.4, 0.5), 0.2)
     assert sigma_schedule(0.6, 0.4, 0.5) == 0.4
     assert sigma_schedule(0.1, 0.4) == 0.4
+    # start above sigma: the noise anneals down to sigma
+    assert sigma_schedule(0.0, 1.0, 0.5, start=3.0) == 3.0
+    assert math.isclose(sigma_schedule(0.25, 1.0, 0.5, start=3.0), 2.0)
+    assert sigma_schedule(0.75, 1.0, 0.5, start=3.0) == 1.0
+    with pytest.raises(ValueError, match="sigma_start"):
+        DMConfig(sigma_start=-1.0)
+
+
+def test_population_statistics_come_from_a_random_sample_not_the_first_inputs():
+    idx = population_sample(1000, seed=0, size=250)
+    assert idx.shape == (250,) and idx.unique().numel() == 250
+    assert torch.equal(idx, population_sample(1000, seed=0, size=250))
+    assert not torch.equal(idx, population_sample(1000, seed=1, size=250))
+    assert torch.equal(population_sample(40, seed=0).sort().values, torch.arange(40))
+    # a file whose inputs drift with their position (as MNIST's writer blocks do)
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(4000, 3, generator=g) + torch.linspace(-2, 2, 4000)[:, None]
+    layer = RankNormalization(3).eval()  # u in (0, 1), uniform for the population it was fit on
+    layer.fit(h[:1000])
+    first = (layer(h).mean(0) - 0.5).abs().max()
+    layer.fit(h[population_sample(4000, seed=0, size=1000)])
+    sampled = (layer(h).mean(0) - 0.5).abs().max()
+    assert first > 0.2 and sampled < 0.03
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,14 +78,16 @@ def binding_sigma(target: str, dim: int, batch_size: int) -> float:
     return 1.0 / (2.0 * math.expm1(math.log(batch_size) / dim))
 
 
-def sigma_schedule(progress: float, sigma: float, warmup: float = 0.0) -> float:
-    """Noise scale at training ``progress ∈ [0, 1]``: linear ramp ``σ · progress / warmup`` over
-    the first ``warmup`` fraction of training, then ``σ`` (``warmup = 0``: constant ``σ``)."""
+def sigma_schedule(progress: float, sigma: float, warmup: float = 0.0, start: float = 0.0) -> float:
+    """Noise scale at training ``progress ∈ [0, 1]``: linear from ``start`` to ``σ`` over the
+    first ``warmup`` fraction of training, then ``σ`` (``warmup = 0``: constant ``σ``).
+
+    ``start = 0`` is a ramp up; ``start > σ`` anneals the noise down."""
     if not 0.0 <= warmup <= 1.0:
         raise ValueError(f"warmup must be in [0, 1], got {warmup}")
     if warmup == 0.0 or progress >= warmup:
         return sigma
-    return sigma * max(progress, 0.0) / warmup
+    return start + (sigma - start) * max(progress, 0.0) / warmup
 
 
 class RankNormalization(nn.Module):
