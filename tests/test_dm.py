@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from dm_helpers import one_torch_thread, tiny_dm_config  # noqa: F401 (autouse fixture)
 from infomax.dm import (
     DMConfig,
     NoiseInjection,
@@ -30,15 +31,6 @@ from infomax.dm import (
 from infomax.dm.experiment import population_sample
 from infomax.dm.noise import RankNormalization
 from infomax.tasks import additive_uniform_mi, mi_from_rho
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 # ---------------------------------------------------------------------------------------------
 # NoiseInjection and ceilings
@@ -258,19 +250,7 @@ def test_reference_row_equals_dm_metrics_of_true_sample_and_bad_input():
 
 @pytest.mark.parametrize("target,sigma", [("gaussian", 1.0), ("uniform", 0.5)])
 def test_heldout_estimate_below_capacity(target, sigma):
-    cfg = DMConfig(
-        data="synthetic",
-        target=target,
-        sigma=sigma,
-        dim=2,
-        epochs=3,
-        batch_size=128,
-        progress=False,
-        device="cpu",
-        dm_sizes=(200,),
-        permutations=20,
-        views="identity",
-    )
+    cfg = tiny_dm_config(target=target, sigma=sigma, epochs=3, views="identity")
     m, feats = train_dm(cfg)
     assert m["capacity"] == capacity(target, 2, sigma) < m["log_k"]
     assert 0.2 < m["mi_estimate"] <= m["capacity"] + 2 * m["mi_stderr"] + 0.02

@@ -16,18 +16,10 @@ import pytest
 import torch
 from scipy import stats
 
+from dm_helpers import one_torch_thread, tiny_dm_config  # noqa: F401 (autouse fixture)
 from infomax.dm import DMConfig, NoiseInjection, dm_metrics, train_dm
 from infomax.dm.noise import RadialRankNormalization, RankNormalization
 from infomax.dm.targets import get_target, target_names
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 # ---------------------------------------------------------------------------------------------
 # Target laws
@@ -179,21 +171,6 @@ def test_bad_configs_give_one_clear_error(kwargs, message):
         DMConfig(**kwargs)
 
 
-def _tiny(**kw):
-    base = dict(
-        data="synthetic",
-        dim=2,
-        epochs=2,
-        batch_size=128,
-        progress=False,
-        device="cpu",
-        dm_sizes=(200,),
-        permutations=20,
-        views="augment",
-    )
-    return DMConfig(**{**base, **kw})
-
-
 def test_heldout_estimate_is_not_negative_for_a_mis_scaled_critic(monkeypatch):
     """The learned τ fits the training views; a 100× too sharp one makes the old fixed-τ
     estimate strongly negative. The critic scale chosen on the other half of the test inputs
@@ -206,7 +183,7 @@ def test_heldout_estimate_is_not_negative_for_a_mis_scaled_critic(monkeypatch):
         return 100.0 * real(self, z, c)
 
     monkeypatch.setattr(experiment.NoisyDIM, "scores", sharp)
-    m, _ = train_dm(_tiny(sigma=0.1, epochs=1))
+    m, _ = train_dm(tiny_dm_config(sigma=0.1, epochs=1))
     assert m["mi_estimate"] >= -2 * m["mi_stderr"] - 1e-6, m
     assert m["mi_tau_scale"] > 1.0  # it had to widen the critic
     assert m["mi_estimate"] <= m["capacity"]
@@ -215,19 +192,19 @@ def test_heldout_estimate_is_not_negative_for_a_mis_scaled_critic(monkeypatch):
 def test_a_seed_fixes_the_run_whatever_ran_before_in_the_process():
     # the encoder is built with the data; it used to take whatever the global RNG held, so a
     # sweep's rows differed from the same runs started alone
-    m1, f1 = train_dm(_tiny(sigma=0.3, epochs=1))
+    m1, f1 = train_dm(tiny_dm_config(sigma=0.3, epochs=1))
     torch.rand(1000)
-    m2, f2 = train_dm(_tiny(sigma=0.3, epochs=1))
+    m2, f2 = train_dm(tiny_dm_config(sigma=0.3, epochs=1))
     assert torch.equal(f1, f2) and m1["final_loss"] == m2["final_loss"]
-    m3, f3 = train_dm(_tiny(sigma=0.3, epochs=1, seed=1))
+    m3, f3 = train_dm(tiny_dm_config(sigma=0.3, epochs=1, seed=1))
     assert not torch.equal(f1, f3)
 
 
 def test_laplace_target_and_simclr_reference_run_end_to_end():
-    m, feats = train_dm(_tiny(target="laplace", sigma=0.5, normalization="rank"))
+    m, feats = train_dm(tiny_dm_config(target="laplace", sigma=0.5, normalization="rank"))
     assert m["target"] == "laplace" and feats.shape == (2000, 2)
     assert math.isclose(m["capacity"], 2 * math.log1p(1 / (2 * 0.5)))  # the uniform ceiling
     assert (feats.abs() < 40).all() and feats.std() > 0.5  # Laplace(0, 1)-scale values
-    ref, rfeats = train_dm(_tiny(method="simclr", sigma=0.5))
+    ref, rfeats = train_dm(tiny_dm_config(method="simclr", sigma=0.5))
     assert ref["method"] == "simclr" and ref["sigma"] == 0.0 and math.isnan(ref["mi_estimate"])
     assert 0.0 <= ref["linear_probe_acc"] <= 1.0 and rfeats.shape == (2000, 2)
