@@ -256,7 +256,9 @@ class NoiseInjection(nn.Module):
         }[normalization]()
 
     def normalize(self, h: Tensor) -> Tensor:
-        """Clean ``n(h)``: ``BN(h)`` (gaussian) or ``Φ(BN(h))`` (uniform); ``[B, d]``."""
+        """Clean ``n(h): [B, d]``. ``batch``: ``BN(h)`` (gaussian) or ``Φ(BN(h))`` (uniform);
+        ``rank``: ``Φ⁻¹(u)`` (gaussian) or ``u`` (uniform), ``u`` the soft ranks of
+        :class:`RankNormalization`; ``radial``: the output of :class:`RadialRankNormalization`."""
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"expected h of shape [batch, {self.dim}], got {tuple(h.shape)}")
         c = self.norm(h)
