@@ -13,14 +13,17 @@ import torch
 
 from dm_helpers import one_torch_thread, tiny_dm_config  # noqa: F401 (autouse fixture)
 from infomax.dm import (
+    MATCH_PENALTIES,
     DMConfig,
     NoiseInjection,
     binding_sigma,
     capacity,
     dm_metrics,
     energy_distance,
+    energy_distance_penalty,
     energy_test,
     gaussian_capacity,
+    mmd2_imq,
     reference_metrics,
     sample_target,
     sigma_schedule,
@@ -28,7 +31,7 @@ from infomax.dm import (
     train_dm,
     uniform_capacity,
 )
-from infomax.dm.experiment import population_sample
+from infomax.dm.experiment import RECIPE_MATCH_WEIGHT, population_sample
 from infomax.dm.noise import RankNormalization
 from infomax.tasks import additive_uniform_mi, mi_from_rho
 
@@ -173,6 +176,70 @@ def test_energy_distance_and_permutation_pvalue_match_brute_force():
     assert p == (1 + count) / 51
 
 
+def _imq_brute(x, y, scales):
+    d = x.shape[1]
+    k = lambda a, b, c: c / (c + float(np.sum((a - b) ** 2)))  # noqa: E731
+    n, m, total = len(x), len(y), 0.0
+    for s in scales:
+        c = 2.0 * d * s
+        total += sum(k(x[i], x[j], c) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        total += sum(k(y[i], y[j], c) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        total -= 2 * sum(k(a, b, c) for a in x for b in y) / (n * m)
+    return total
+
+
+def test_match_penalties_match_brute_force_and_have_exact_gradients():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 3, generator=g, dtype=torch.float64) * 1.5
+    ref = _energy_brute(x.numpy(), y.numpy())
+    assert math.isclose(float(energy_distance_penalty(x, y)), ref, rel_tol=1e-12)
+    assert math.isclose(float(energy_distance(x, y)), ref, rel_tol=1e-10)  # the test's statistic
+    scales = (0.5, 2.0)
+    assert math.isclose(
+        float(mmd2_imq(x, y, scales)), _imq_brute(x.numpy(), y.numpy(), scales), rel_tol=1e-10
+    )
+    for penalty in MATCH_PENALTIES.values():  # finite differences, zero distances included
+        xg = x.clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda a, f=penalty: f(a, y), (xg,))
+        xd = torch.cat([x[:3], x[:3]]).requires_grad_()  # repeated rows: ‖x_i − x_j‖ = 0
+        penalty(xd, y).backward()
+        assert torch.isfinite(xd.grad).all()
+    with pytest.raises(ValueError, match=r"need x \[n>=2, d\]"):
+        energy_distance_penalty(x[:1], y)
+    with pytest.raises(ValueError, match=r"need x \[n>=2, d\]"):
+        mmd2_imq(x, y[:, :2])
+
+
+@pytest.mark.parametrize("name", sorted(MATCH_PENALTIES))
+def test_match_penalties_are_unbiased_and_see_a_wrong_law(name):
+    """Same law: the U-statistic averages to 0 (within 4 standard errors over 300 pairs of
+    batches); a heavier-tailed batch (Student t, 3 dof, scaled to unit variance) gives a
+    clearly positive value; gradient descent on it moves a batch towards the target."""
+    penalty = MATCH_PENALTIES[name]
+    g = torch.Generator().manual_seed(0)
+    same = torch.tensor(
+        [
+            float(penalty(torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g)))
+            for _ in range(300)
+        ]
+    )
+    assert abs(float(same.mean())) < 4 * float(same.std()) / math.sqrt(300)
+    t = torch.distributions.StudentT(3.0).sample((300, 64, 4)) / math.sqrt(3.0)
+    wrong = torch.tensor(
+        [float(penalty(t[i], torch.randn(64, 4, generator=g))) for i in range(300)]
+    )
+    assert float(wrong.mean()) > float(same.mean()) + 8 * float(same.std()) / math.sqrt(300)
+    z = (2.0 + 0.5 * torch.randn(256, 4, generator=g)).requires_grad_()
+    opt = torch.optim.SGD([z], lr=50.0)
+    first = float(energy_distance(z, torch.randn(2000, 4, generator=g)))
+    for _ in range(100):
+        opt.zero_grad()
+        penalty(z, torch.randn(256, 4, generator=g)).backward()
+        opt.step()
+    assert float(energy_distance(z, torch.randn(2000, 4, generator=g))) < 0.02 * first
+
+
 def test_sliced_wasserstein_closed_forms():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, 1, generator=g, dtype=torch.float64)
@@ -258,6 +325,33 @@ def test_heldout_estimate_below_capacity(target, sigma):
     assert 0 <= m["energy_p"] <= 1 and m["n"] == 200
 
 
+def test_shift_energy_sees_test_inputs_that_come_from_another_law(monkeypatch):
+    """Same law for training and test inputs: the shift test does not reject; test inputs moved
+    by 3 along every axis: it rejects at its smallest p-value, whatever the representation's
+    match to the target."""
+    import infomax.dm.experiment as experiment
+
+    cfg = tiny_dm_config(sigma=1.0, epochs=1, permutations=50)
+    same, _ = train_dm(cfg)
+    original = experiment.synthetic_data
+
+    def moved(**kw):
+        trx, tr_y, tex, te_y = original(**kw)
+        return trx, tr_y, tex + 3.0, te_y
+
+    monkeypatch.setattr(experiment, "synthetic_data", moved)
+    other, _ = train_dm(cfg)
+    assert same["shift_energy_p"] > 0.05
+    assert other["shift_energy_p"] == 1 / 51 and other["shift_energy"] > 0
+
+
+def test_match_penalty_trains_and_is_recorded():
+    for kernel in MATCH_PENALTIES:
+        cfg = tiny_dm_config(sigma=1.0, epochs=1, match_weight=5.0, match_kernel=kernel)
+        m, feats = train_dm(cfg)
+        assert torch.isfinite(feats).all() and math.isfinite(m["final_loss"])
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="extra network"):
         DMConfig(bound="flo")
@@ -265,6 +359,14 @@ def test_config_validation():
         DMConfig(data="imagenet")
     with pytest.raises(ValueError, match="sigma"):
         DMConfig(sigma=-0.1)
+    with pytest.raises(ValueError, match="unknown match_kernel 'mmd'; valid: energy, imq"):
+        DMConfig(match_kernel="mmd")
+    with pytest.raises(ValueError, match="match_weight must be a finite number >= 0"):
+        DMConfig(match_weight=-1.0)
+    for data, weight in RECIPE_MATCH_WEIGHT.items():  # None: the data set's recipe
+        assert DMConfig(data=data).match_weight == weight
+    assert DMConfig(data="synthetic").match_weight == RECIPE_MATCH_WEIGHT.get("synthetic", 0.0)
+    assert DMConfig(data="mnist", match_weight=0.0).match_weight == 0.0
 
 
 def test_cli_dm_sweep_writes_outputs(tmp_path):
@@ -437,6 +539,13 @@ def test_cli_exposes_every_recipe_setting():
 
     res = CliRunner().invoke(app, ["dm", "--help"], terminal_width=200)
     flat = " ".join(res.output.split())
-    for option in ("--normalization", "--denominator", "--crop", "--match-weight", "--views"):
+    for option in (
+        "--normalization",
+        "--denominator",
+        "--crop",
+        "--match-weight",
+        "--match-kernel",
+        "--views",
+    ):
         assert option in flat, option
     assert "--seeds-at" in flat and "--simclr-reference" in flat

@@ -4,7 +4,8 @@
 random view of the same shape (each image gets its own random parameters, drawn from torch's
 global generator, so runs are reproducible by seed). Presets follow SimCLR practice scaled to the
 image size: random resized crop, horizontal flip (not for digits), colour jitter (brightness /
-contrast only on grey images), grayscale (colour only) and Gaussian blur.
+contrast only on grey images), grayscale (colour only), Gaussian blur and, optionally, a random
+stroke width (:class:`RandomStrokeWidth`, off in every preset).
 
 >>> import torch
 >>> aug = build_augment("mnist")
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -35,13 +37,14 @@ class AugmentConfig:
     hue: float = 0.1
     grayscale: float = 0.2
     blur: float = 0.0
+    stroke: float = 0.0
     channels: int = 3
 
     def __post_init__(self) -> None:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        for name in ("flip", "jitter", "grayscale", "blur"):
+        for name in ("flip", "jitter", "grayscale", "blur", "stroke"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} probability must be in [0, 1], got {p}")
@@ -95,7 +98,30 @@ def build_augment(preset: str | AugmentConfig, **overrides: object) -> nn.Module
     if cfg.blur > 0:
         k = max(3, (cfg.size // 10) | 1)
         ops.append(K.RandomGaussianBlur((k, k), (0.1, 2.0), p=cfg.blur))
-    return K.AugmentationSequential(*ops)
+    seq = K.AugmentationSequential(*ops)
+    return nn.Sequential(seq, RandomStrokeWidth(cfg.stroke)) if cfg.stroke > 0 else seq
+
+
+class RandomStrokeWidth(nn.Module):
+    """Thicker or thinner strokes (for digits): with probability ``p`` an image becomes
+    ``x + a (dilate(x) − x)`` or ``x + |a| (erode(x) − x)`` for ``a ~ U(−1, 1)`` (positive:
+    dilation), with grey-scale 3×3 dilation / erosion (max / min pooling). ``x: [B, C, H, W]``.
+
+    Writers differ in pen width; the view teaches the encoder that the digit is the same.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"stroke probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        dilated = F.max_pool2d(x, 3, 1, 1)
+        eroded = -F.max_pool2d(-x, 3, 1, 1)
+        a = torch.rand(x.shape[0], 1, 1, 1, device=x.device) * 2 - 1
+        a = a * (torch.rand_like(a) < self.p)
+        return torch.where(a > 0, x + a * (dilated - x), x - a * (eroded - x))
 
 
 class Normalize(nn.Module):

@@ -29,8 +29,12 @@ DM_OPTIONS = {
     "radial (gaussian only).",
     "denominator": "balanced (InfoNCE with and without the positive, averaged) or "
     "with-positive (InfoNCE as it is).",
-    "match_weight": "Weight of an MMD penalty towards target draws (0: none).",
+    "match_weight": "Weight of a penalty between the clean batch and target draws (0: none; "
+    "default: the data set's recipe).",
+    "match_kernel": "That penalty: energy (energy distance) or imq (multi-scale IMQ MMD).",
     "crop": "Smallest random-crop scale of the image views.",
+    "stroke": "Probability of a random stroke width (dilate / erode) in the image view "
+    "(default: the data set's recipe).",
     "data": "synthetic, digits, mnist or fashion-mnist.",
     "data_dir": "Folder with the dataset's original files.",
     "dim": "Representation dimension d.",

@@ -5,8 +5,9 @@
 - :mod:`.noise`: :class:`NoiseInjection` (normalisation + independent noise; batch-norm, rank or
   radial normalisation), capacity ceilings, the optional ``σ`` schedule.
 - :mod:`.metrics`: per-dimension KS / Shapiro–Wilk p-values, the energy two-sample permutation
-  test, sliced Wasserstein; :func:`dm_metrics` returns them all; :func:`mmd2_imq`, a
-  differentiable MMD (an optional training penalty).
+  test, sliced Wasserstein; :func:`dm_metrics` returns them all;
+  :func:`energy_distance_penalty` and :func:`mmd2_imq`, differentiable training penalties
+  (:data:`MATCH_PENALTIES`).
 - :mod:`.experiment`: :class:`DMConfig` and :func:`train_dm` (one run) on synthetic data,
   digits, MNIST or Fashion-MNIST.
 - :mod:`.plots`: the σ sweep's figures (the sweep itself: :mod:`infomax.experiments.dm_sweep`).
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 from .experiment import DMConfig, NoisyDIM, synthetic_data, train_dm
 from .metrics import (
+    MATCH_PENALTIES,
     DMMetrics,
     dm_metrics,
     energy_distance,
+    energy_distance_penalty,
     energy_test,
     ks_pvalues,
     mmd2_imq,
@@ -46,6 +49,7 @@ from .noise import (
 from .targets import TargetLaw, get_target, target_names
 
 __all__ = [
+    "MATCH_PENALTIES",
     "NORMALIZATIONS",
     "TARGETS",
     "TargetLaw",
@@ -62,6 +66,7 @@ __all__ = [
     "capacity",
     "dm_metrics",
     "energy_distance",
+    "energy_distance_penalty",
     "energy_test",
     "gaussian_capacity",
     "ks_pvalues",

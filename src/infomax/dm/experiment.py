@@ -35,7 +35,7 @@ from ..losses import NTXentLoss
 from ..models import ENCODERS
 from ..registry import BOUNDS
 from ..train import TrainConfig, TrainResult, fit, resolve_device
-from .metrics import dm_metrics, mmd2_imq
+from .metrics import MATCH_PENALTIES, dm_metrics, energy_test
 from .noise import (
     NORMALIZATIONS,
     NoiseInjection,
@@ -58,6 +58,10 @@ DENOMINATORS = ("with-positive", "balanced")
 #: Default epochs per data set (``epochs=None``): 4 passes over the 60,000 MNIST-sized images
 #: fit the 10-minute / 2-core budget; the small sets need more passes for as many steps.
 RECIPE_EPOCHS = {"synthetic": 20, "digits": 100, "mnist": 4, "fashion-mnist": 4}
+#: Default ``match_weight`` per data set (``match_weight=None``): 0 elsewhere.
+RECIPE_MATCH_WEIGHT: dict[str, float] = {}
+#: Default ``stroke`` per data set (``stroke=None``): 0 elsewhere.
+RECIPE_STROKE: dict[str, float] = {}
 #: Default width of the small CNN (``width=None`` with a CNN encoder).
 CNN_WIDTH = 16
 SIMCLR_TEMPERATURE = 0.5
@@ -77,12 +81,15 @@ class DMConfig:
     ``sigma``: noise std (Gaussian) or half-width (uniform base); ``sigma_warmup``: fraction of
     training over which the noise moves linearly from ``sigma_start`` (default 0: a ramp up;
     larger than ``σ``: an anneal down) to ``σ``; ``normalization``:
-    :data:`~infomax.dm.noise.NORMALIZATIONS`; ``match_weight``: weight of an extra
-    :func:`~infomax.dm.metrics.mmd2_imq` penalty between the batch and target draws (0: none,
-    pure noise-injected DIM); ``denominator``: ``with-positive`` (InfoNCE as it is) or
-    ``balanced`` (the mean of InfoNCE with and without the positive in its denominator, whose
-    finite-``K`` biases cancel to first order); ``views``: :data:`VIEWS`; ``crop``: smallest
-    random-resized-crop scale of the image views (``None``: the data set's preset);
+    :data:`~infomax.dm.noise.NORMALIZATIONS`; ``match_weight``: weight of an extra penalty
+    between the clean batch and as many target draws (0: none, pure noise-injected DIM;
+    ``None``: :data:`RECIPE_MATCH_WEIGHT`); ``match_kernel``: that penalty, a name of
+    :data:`~infomax.dm.metrics.MATCH_PENALTIES`; ``denominator``: ``with-positive`` (InfoNCE
+    as it is) or ``balanced`` (the mean of InfoNCE with and without the positive in its
+    denominator, whose finite-``K`` biases cancel to first order); ``views``: :data:`VIEWS`;
+    ``crop``: smallest random-resized-crop scale of the image views (``None``: the data set's
+    preset); ``stroke``: probability of a random stroke width in the image view
+    (:class:`~infomax.augment.RandomStrokeWidth`; ``None``: :data:`RECIPE_STROKE`);
     ``train_subset`` / ``probe_subset`` / ``test_subset``: first ``n`` images for DIM training /
     probe training / test (``None``: all); ``dm_sizes``: sample sizes of the DM tests (the first
     is the headline one).
@@ -96,12 +103,14 @@ class DMConfig:
     sigma_warmup: float = 0.0
     sigma_start: float = 0.0
     normalization: str = "rank"
-    match_weight: float = 0.0
+    match_weight: float | None = None
+    match_kernel: str = "energy"
     denominator: str = "balanced"
     dim: int = 32
     bound: str = "infonce"
     views: str = "augment-clean"
     crop: float | None = 0.6
+    stroke: float | None = None
     encoder: str = "auto"
     width: int | None = None
     epochs: int | None = None
@@ -123,9 +132,15 @@ class DMConfig:
             raise ValueError(
                 f"unknown normalization {self.normalization!r}; valid: {', '.join(NORMALIZATIONS)}"
             )
-        if not (is_real(self.match_weight) and 0 <= self.match_weight < math.inf):
+        weight = self.match_weight
+        if weight is None:
+            weight = RECIPE_MATCH_WEIGHT.get(self.data, 0.0)
+            object.__setattr__(self, "match_weight", weight)
+        if not (is_real(weight) and 0 <= weight < math.inf):
+            raise ValueError(f"match_weight must be a finite number >= 0, got {weight!r}")
+        if self.match_kernel not in MATCH_PENALTIES:
             raise ValueError(
-                f"match_weight must be a finite number >= 0, got {self.match_weight!r}"
+                f"unknown match_kernel {self.match_kernel!r}; valid: {', '.join(MATCH_PENALTIES)}"
             )
         if self.denominator not in DENOMINATORS:
             raise ValueError(
@@ -159,6 +174,12 @@ class DMConfig:
             )
         if self.crop is not None and not (is_real(self.crop) and 0 < self.crop <= 1):
             raise ValueError(f"crop must be a fraction in (0, 1] (or None), got {self.crop!r}")
+        stroke = self.stroke
+        if stroke is None:
+            stroke = RECIPE_STROKE.get(self.data, 0.0)
+            object.__setattr__(self, "stroke", stroke)
+        if not (is_real(stroke) and 0 <= stroke <= 1):
+            raise ValueError(f"stroke must be a probability in [0, 1], got {stroke!r}")
         if self.views not in VIEWS:
             raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {self.views!r}")
         if self.encoder not in ENCODER_CHOICES:
@@ -375,8 +396,10 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
     width = config.width if config.width is not None or name != "cnn" else CNN_WIDTH
     enc = build_encoder(name, in_channels=c, image_size=h, width=width)
     norm = Normalize(ds.mean, ds.std).to(device)
-    crop = {} if config.crop is None else {"crop_scale": (float(config.crop), 1.0)}
-    aug = build_augment(ds.name, **crop).to(device)
+    views: dict[str, Any] = {"stroke": float(config.stroke)}  # type: ignore[arg-type]
+    if config.crop is not None:
+        views["crop_scale"] = (float(config.crop), 1.0)
+    aug = build_augment(ds.name, **views).to(device)
 
     def img_view(x: Tensor) -> Tensor:
         x = to_float(x, device)
@@ -560,8 +583,10 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
     Metric keys: ``sigma``, ``linear_probe_acc``, DM metrics at ``dm_sizes[0]`` (see
     :class:`~infomax.dm.metrics.DMMetrics`), ``energy_p@n`` for every size, ``train_energy`` /
     ``train_energy_p`` (energy test of the in-sample representation of the probe's training
-    inputs), ``mi_estimate`` /
-    ``mi_stderr`` (held-out bound, nats), ``capacity`` (SPEC §7 ceiling), ``log_k``,
+    inputs), ``shift_energy`` / ``shift_energy_p`` (energy two-sample test between the
+    representations of training and test inputs: the part of a test failure that no match on
+    the training inputs can remove), ``mi_estimate`` / ``mi_stderr`` (held-out bound, nats),
+    ``capacity`` (SPEC §7 ceiling), ``log_k``,
     ``train_seconds``, ``epochs``, ``train_images``, ``torch_threads``.
     """
     device = resolve_device(config.device)
@@ -620,10 +645,10 @@ def _train(
             # the positive left out of its own denominator: biased the other way at finite K
             without = pointwise_infonce(s12).mean() + pointwise_infonce(s21).mean()
             loss = 0.5 * loss - 0.25 * without
-        if config.match_weight > 0:
+        if config.match_weight:
             base = m.noise.target  # type: ignore[union-attr]
             ref = torch.randn_like(c) if base == "gaussian" else torch.rand_like(c)
-            loss = loss + config.match_weight * mmd2_imq(c, ref)
+            loss = loss + config.match_weight * MATCH_PENALTIES[config.match_kernel](c, ref)
         return loss
 
     def after_step(m: nn.Module, step: int) -> None:
@@ -679,6 +704,12 @@ def _evaluate(
         f_train, config.target, n=sizes[0], permutations=config.permutations, seed=config.seed
     )
     metrics.update(train_energy=in_sample.energy, train_energy_p=in_sample.energy_p)
+    gen = torch.Generator().manual_seed(config.seed)
+    picks = [torch.randperm(f.shape[0], generator=gen)[: sizes[0]] for f in (f_train, f_test)]
+    shift, shift_p = energy_test(
+        f_train[picks[0]], f_test[picks[1]], permutations=config.permutations, generator=gen
+    )
+    metrics.update(shift_energy=shift, shift_energy_p=shift_p)
     if config.method == "simclr":  # no noise channel: no ceiling to compare with
         metrics.update(mi_estimate=math.nan, mi_stderr=math.nan, capacity=math.inf)
         return metrics, f_test

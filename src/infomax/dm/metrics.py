@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,14 +80,34 @@ def energy_distance(x: Tensor, y: Tensor) -> Tensor:
     ``x: [n, d]``, ``y: [m, d]`` (``n, m ≥ 2``); zero in expectation iff the laws are equal.
     """
     x, y = as_2d_tensor(x, "x", torch.float64), as_2d_tensor(y, "y", torch.float64)
-    n, m = x.shape[0], y.shape[0]
-    if n < 2 or m < 2 or x.shape[1] != y.shape[1]:
+    return _energy_u_statistic(*_check_pair(x, y))
+
+
+def energy_distance_penalty(x: Tensor, y: Tensor) -> Tensor:
+    """The energy distance of :func:`energy_distance` as a differentiable training penalty
+    between a batch ``x: [n, d]`` and target draws ``y: [m, d]`` (``n, m ≥ 2``), in ``x``'s dtype.
+
+    Distances are computed directly (no ``‖a‖² + ‖b‖² − 2aᵀb`` shortcut), so ``‖x_i − x_i‖`` is
+    exactly 0 and its gradient too. Unbiased, zero in expectation iff the laws are equal; the
+    kernel ``−‖a − b‖`` has no bandwidth, so it weighs every scale of the batch.
+    """
+    return _energy_u_statistic(*_check_pair(x, y), direct=True)
+
+
+def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
         raise ValueError(
             f"need x [n>=2, d] and y [m>=2, d], got {tuple(x.shape)}, {tuple(y.shape)}"
         )
-    xy = torch.cdist(x, y).mean()
-    xx = torch.cdist(x, x).sum() / (n * (n - 1))
-    yy = torch.cdist(y, y).sum() / (m * (m - 1))
+    return x, y
+
+
+def _energy_u_statistic(x: Tensor, y: Tensor, direct: bool = False) -> Tensor:
+    n, m = x.shape[0], y.shape[0]
+    mode = "donot_use_mm_for_euclid_dist" if direct else "use_mm_for_euclid_dist_if_necessary"
+    xy = torch.cdist(x, y, compute_mode=mode).mean()
+    xx = torch.cdist(x, x, compute_mode=mode).sum() / (n * (n - 1))
+    yy = torch.cdist(y, y, compute_mode=mode).sum() / (m * (m - 1))
     return 2 * xy - xx - yy
 
 
@@ -133,10 +154,7 @@ def mmd2_imq(x: Tensor, y: Tensor, scales: tuple[float, ...] = IMQ_SCALES) -> Te
     expectation iff the two laws are equal; a different statistic from the energy distance, KS,
     Shapiro–Wilk and SW₂ that the DM tests use.
     """
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:
-        raise ValueError(
-            f"need x [n>=2, d] and y [m>=2, d], got {tuple(x.shape)}, {tuple(y.shape)}"
-        )
+    x, y = _check_pair(x, y)
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     dxx, dyy, dxy = torch.cdist(x, x) ** 2, torch.cdist(y, y) ** 2, torch.cdist(x, y) ** 2
     total = x.new_zeros(())
@@ -146,6 +164,13 @@ def mmd2_imq(x: Tensor, y: Tensor, scales: tuple[float, ...] = IMQ_SCALES) -> Te
         total = total + (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
         total = total + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean()
     return total
+
+
+#: Differentiable penalties between a batch and target draws, by name (``DMConfig.match_kernel``).
+MATCH_PENALTIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "energy": energy_distance_penalty,
+    "imq": mmd2_imq,
+}
 
 
 def sliced_wasserstein(
