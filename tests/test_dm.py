@@ -31,7 +31,7 @@ from infomax.dm import (
     train_dm,
     uniform_capacity,
 )
-from infomax.dm.experiment import RECIPE_MATCH_WEIGHT, population_sample
+from infomax.dm.experiment import RECIPE_MATCH_WEIGHT, RECIPE_STROKE, population_sample
 from infomax.dm.noise import RankNormalization
 from infomax.tasks import additive_uniform_mi, mi_from_rho
 
@@ -363,9 +363,17 @@ def test_config_validation():
         DMConfig(match_kernel="mmd")
     with pytest.raises(ValueError, match="match_weight must be a finite number >= 0"):
         DMConfig(match_weight=-1.0)
-    for data, weight in RECIPE_MATCH_WEIGHT.items():  # None: the data set's recipe
-        assert DMConfig(data=data).match_weight == weight
-    assert DMConfig(data="synthetic").match_weight == RECIPE_MATCH_WEIGHT.get("synthetic", 0.0)
+    for (data, base), weight in RECIPE_MATCH_WEIGHT.items():  # None: the data set's recipe
+        assert DMConfig(data=data, target=base).match_weight == weight
+    assert (
+        DMConfig(data="mnist", target="laplace").match_weight
+        == RECIPE_MATCH_WEIGHT[("mnist", "uniform")]
+    )  # through the uniform representation
+    assert DMConfig(data="synthetic").match_weight == 0.0
+    assert DMConfig(data="mnist").stroke == RECIPE_STROKE["mnist"]
+    assert DMConfig(data="fashion-mnist").stroke == 0.0
+    with pytest.raises(ValueError, match="stroke must be a probability"):
+        DMConfig(stroke=2.0)
     assert DMConfig(data="mnist", match_weight=0.0).match_weight == 0.0
 
 

@@ -39,6 +39,8 @@ def test_mnist_gaussian_target_noise_moves_towards_the_target_and_no_noise_fails
         views="identity",
         normalization="batch",  # the batch-norm recipe of docs/dm.md's earlier results
         denominator="with-positive",
+        match_weight=0.0,  # noise alone, no match penalty
+        stroke=0.0,
         epochs=5,
         lr=3e-3,
         probe_subset=10_000,
