@@ -345,6 +345,27 @@ def test_shift_energy_sees_test_inputs_that_come_from_another_law(monkeypatch):
     assert other["shift_energy_p"] == 1 / 51 and other["shift_energy"] > 0
 
 
+def test_resampled_pass_rates_over_fresh_subsets():
+    from infomax.dm.experiment import resampled_pass_rates
+
+    cfg = DMConfig(data="synthetic", dim=3, dm_sizes=(200,), permutations=50, dm_resamples=12)
+    g = torch.Generator().manual_seed(2)
+    true = torch.randn(5000, 3, generator=g, dtype=torch.float64)
+    rates = resampled_pass_rates(true, cfg)
+    assert rates["energy_pass_rate"] >= 0.75 and rates["ks_pass_rate"] >= 0.75
+    assert abs(rates["energy_median"]) < 0.05
+    # the subsets differ from one another and from the headline one (seed 0)
+    headline = dm_metrics(true, "gaussian", n=200, permutations=50, seed=0)
+    first = dm_metrics(true, "gaussian", n=200, permutations=50, seed=100_000)
+    assert headline.energy != first.energy
+    moved = resampled_pass_rates(true + 0.4, cfg)
+    assert moved["energy_pass_rate"] == 0.0 and moved["energy_median"] > 0.1
+    none = resampled_pass_rates(true, replace(cfg, dm_resamples=0))
+    assert all(math.isnan(v) for v in none.values())
+    with pytest.raises(ValueError, match="dm_resamples"):
+        DMConfig(dm_resamples=-1)
+
+
 def test_match_penalty_trains_and_is_recorded():
     for kernel in MATCH_PENALTIES:
         cfg = tiny_dm_config(sigma=1.0, epochs=1, match_weight=5.0, match_kernel=kernel)

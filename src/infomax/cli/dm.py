@@ -52,6 +52,7 @@ DM_OPTIONS = {
     "test_subset": "First N test inputs.",
     "dm_sizes": "Sample sizes of the DM tests.",
     "permutations": "Permutations of the energy test.",
+    "dm_resamples": "Further random test subsets for the pass rates (0: none).",
     "seed": SEED,
     "device": DEVICE,
     "progress": "Show training progress.",
@@ -65,6 +66,7 @@ SWEEP_COLUMNS = [
     "Shapiro p min",
     "energy",
     "energy p",
+    "energy pass rate",
     "SW2",
 ]
 SWEEP_COLUMNS += ["MI est", "ceiling"]
@@ -115,7 +117,7 @@ def dm(
             target = Path(docs_dir) / f"dm_{cfg.data}_{cfg.target}_{name}.png"
             atomic_write_bytes(target, paths[name].read_bytes())
     keys = ["sigma", "seed", "linear_probe_acc", "ks_p_min", "shapiro_p_min", "energy"]
-    keys += ["energy_p", "sliced_w2", "mi_estimate", "capacity"]
+    keys += ["energy_p", "energy_pass_rate", "sliced_w2", "mi_estimate", "capacity"]
     rows = [
         [("simclr" if r.get("method") == "simclr" else r["sigma"]), *[r[k] for k in keys[1:]]]
         for r in res.rows
@@ -123,8 +125,8 @@ def dm(
     ref = res.reference[0]
     rows.append(
         ["true sample", "-", "-"]
-        + [ref[k] for k in ("ks_p_min", "shapiro_p_min", "energy", "energy_p", "sliced_w2")]
-        + ["-", "-"]
+        + [ref[k] for k in ("ks_p_min", "shapiro_p_min", "energy", "energy_p")]
+        + ["-", ref["sliced_w2"], "-", "-"]
     )
     title = f"noise-injected DIM on {cfg.data}, {cfg.target} target, d={cfg.dim}, n={ref['n']}"
     print_table(title, SWEEP_COLUMNS, rows, console)
@@ -134,7 +136,7 @@ def dm(
     summary = res.summary["summary"]
     if len(res.config.seeds or ()) > 1 or res.config.simclr_reference:
         cols = ["method", "sigma", "seeds", "probe acc", "energy p", "SW2 / true", "energy pass"]
-        cols += ["KS pass", "Shapiro pass"]
+        cols += ["KS pass", "Shapiro pass", "energy pass rate"]
         srows = [
             [
                 s["method"],
@@ -146,6 +148,7 @@ def dm(
                 s["energy_pass"],
                 s["ks_pass"],
                 s["shapiro_pass"],
+                f"{s['energy_pass_rate_mean']:.2f}",
             ]
             for s in summary
         ]

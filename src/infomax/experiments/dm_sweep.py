@@ -173,8 +173,9 @@ def run(config: DMSweepConfig, *, run_dir: str | Path | None = None) -> DMSweepR
 
 def summarise(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per ``(method, σ)``: the number of seeds, mean and standard deviation over seeds
-    of probe accuracy, energy p, SW₂ and SW₂ relative to the true-sample ``reference``, and how
-    many seeds pass each test (energy, KS and Shapiro–Wilk with Bonferroni)."""
+    of probe accuracy, energy p, SW₂, the resampled pass rates and SW₂ relative to the
+    true-sample ``reference``, and how many seeds pass each test (energy, KS and Shapiro–Wilk
+    with Bonferroni) on their headline subset."""
     import numpy as np
 
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
@@ -183,8 +184,9 @@ def summarise(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> list
     out = []
     for (method, sigma), rs in groups.items():
         row: dict[str, Any] = {"method": method, "sigma": sigma, "seeds": len(rs)}
-        for key in ("linear_probe_acc", "energy_p", "sliced_w2", "energy", "mi_estimate"):
-            vals = np.array([float(r[key]) for r in rs])
+        keys = ("linear_probe_acc", "energy_p", "sliced_w2", "energy", "mi_estimate")
+        for key in (*keys, "energy_pass_rate", "ks_pass_rate"):
+            vals = np.array([float(r.get(key, np.nan)) for r in rs])
             row[f"{key}_mean"] = float(vals.mean())
             row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         row["sw2_ratio_mean"] = row["sliced_w2_mean"] / float(reference["sliced_w2"])
