@@ -17,6 +17,7 @@ a held-out estimate of the bound with noise on, reported next to the capacity ce
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -598,8 +599,9 @@ def train_dm(config: DMConfig, out_dir: str | Path | None = None) -> tuple[dict[
     ``train_energy_p`` (energy test of the in-sample representation of the probe's training
     inputs), ``shift_energy`` / ``shift_energy_p`` (energy two-sample test between the
     representations of training and test inputs: the part of a test failure that no match on
-    the training inputs can remove), ``mi_estimate`` / ``mi_stderr`` (held-out bound, nats),
-    ``capacity`` (SPEC §7 ceiling), ``log_k``,
+    the training inputs can remove), ``energy_pass_rate`` / ``ks_pass_rate`` /
+    ``shapiro_pass_rate`` / ``energy_median`` (:func:`resampled_pass_rates`), ``mi_estimate`` /
+    ``mi_stderr`` (held-out bound, nats), ``capacity`` (SPEC §7 ceiling), ``log_k``,
     ``train_seconds``, ``epochs``, ``train_images``, ``torch_threads``.
     """
     device = resolve_device(config.device)
@@ -705,7 +707,7 @@ def resampled_pass_rates(z: Tensor, config: DMConfig) -> dict[str, float]:
         "energy_pass_rate": sum(r.energy_pass for r in runs) / len(runs),
         "ks_pass_rate": sum(r.ks_pass for r in runs) / len(runs),
         "shapiro_pass_rate": sum(r.shapiro_pass for r in runs) / len(runs),
-        "energy_median": float(torch.tensor([r.energy for r in runs]).median()),
+        "energy_median": statistics.median(r.energy for r in runs),
     }
 
 
