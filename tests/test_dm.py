@@ -366,6 +366,35 @@ def test_resampled_pass_rates_over_fresh_subsets():
         DMConfig(dm_resamples=-1)
 
 
+def test_digit_images_train_with_the_stroke_view_and_the_penalty(monkeypatch):
+    import infomax.augment as augment
+
+    built = []
+    original = augment.build_augment
+
+    def spy(*args, **kw):
+        built.append(kw)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(augment, "build_augment", spy)
+    cfg = DMConfig(
+        data="digits",
+        epochs=1,
+        dim=4,
+        stroke=0.8,
+        match_weight=10.0,
+        dm_sizes=(100,),
+        permutations=20,
+        dm_resamples=2,
+        train_subset=512,
+        progress=False,
+        device="cpu",
+    )
+    m, feats = train_dm(cfg)
+    assert built == [{"stroke": 0.8, "crop_scale": (0.6, 1.0)}]
+    assert torch.isfinite(feats).all() and 0.0 <= m["energy_pass_rate"] <= 1.0
+
+
 def test_match_penalty_trains_and_is_recorded():
     for kernel in MATCH_PENALTIES:
         cfg = tiny_dm_config(sigma=1.0, epochs=1, match_weight=5.0, match_kernel=kernel)

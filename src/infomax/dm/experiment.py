@@ -408,10 +408,10 @@ def build_data(config: DMConfig, device: torch.device) -> DMData:
     width = config.width if config.width is not None or name != "cnn" else CNN_WIDTH
     enc = build_encoder(name, in_channels=c, image_size=h, width=width)
     norm = Normalize(ds.mean, ds.std).to(device)
-    views: dict[str, Any] = {"stroke": float(config.stroke)}  # type: ignore[arg-type]
+    overrides: dict[str, Any] = {"stroke": float(config.stroke)}  # type: ignore[arg-type]
     if config.crop is not None:
-        views["crop_scale"] = (float(config.crop), 1.0)
-    aug = build_augment(ds.name, **views).to(device)
+        overrides["crop_scale"] = (float(config.crop), 1.0)
+    aug = build_augment(ds.name, **overrides).to(device)
 
     def img_view(x: Tensor) -> Tensor:
         x = to_float(x, device)
