@@ -524,6 +524,8 @@ def test_summary_counts_passes_and_averages_over_seeds():
             "ks_pass": True,
             "shapiro_pass": not passes,
             "capacity": 2.0,
+            "energy_pass_rate": 0.5 if passes else 0.1,
+            "ks_pass_rate": 1.0,
         }
 
     rows = [
@@ -542,6 +544,7 @@ def test_summary_counts_passes_and_averages_over_seeds():
     assert math.isclose(dim["linear_probe_acc_mean"], 0.85)
     assert math.isclose(dim["linear_probe_acc_std"], float(np.std([0.9, 0.8], ddof=1)))
     assert math.isclose(dim["sw2_ratio_mean"], 2.0)
+    assert math.isclose(dim["energy_pass_rate_mean"], 0.3) and dim["ks_pass_rate_mean"] == 1.0
     assert ref["method"] == "simclr" and ref["seeds"] == 1 and ref["linear_probe_acc_std"] == 0.0
 
 

@@ -184,9 +184,16 @@ def summarise(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> list
     out = []
     for (method, sigma), rs in groups.items():
         row: dict[str, Any] = {"method": method, "sigma": sigma, "seeds": len(rs)}
-        keys = ("linear_probe_acc", "energy_p", "sliced_w2", "energy", "mi_estimate")
-        for key in (*keys, "energy_pass_rate", "ks_pass_rate"):
-            vals = np.array([float(r.get(key, np.nan)) for r in rs])
+        for key in (
+            "linear_probe_acc",
+            "energy_p",
+            "sliced_w2",
+            "energy",
+            "mi_estimate",
+            "energy_pass_rate",
+            "ks_pass_rate",
+        ):
+            vals = np.array([float(r[key]) for r in rs])
             row[f"{key}_mean"] = float(vals.mean())
             row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         row["sw2_ratio_mean"] = row["sliced_w2_mean"] / float(reference["sliced_w2"])
